@@ -1,0 +1,71 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Module graph (arrows point down only):
+//   gatewayd -> GatewayAPI -> GatewayStore / GatewayCore / GatewayCrypto / GatewayHTTP
+// C libraries live in the system-library targets (C*) and each is imported by exactly
+// one Swift module: CLibEvent by GatewayHTTP, COpenSSL by GatewayCrypto, CSQLite by GatewayStore.
+
+let strict: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "gatewayd",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "gatewayd", targets: ["gatewayd"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CLibEvent", pkgConfig: "libevent_pthreads"),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl"),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3"),
+        .target(name: "GatewayCore", swiftSettings: strict),
+        .target(name: "GatewayProviders", dependencies: ["GatewayCore"], swiftSettings: strict),
+        .target(name: "GatewayCrypto", dependencies: ["COpenSSL"], swiftSettings: strict),
+        .target(
+            name: "GatewayHTTP",
+            dependencies: ["CLibEvent", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
+        .target(
+            name: "GatewayStore",
+            dependencies: ["CSQLite", "GatewayCore", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
+        .target(
+            name: "GatewayConfig",
+            dependencies: ["GatewayCore", .product(name: "TOMLKit", package: "TOMLKit")],
+            swiftSettings: strict),
+        .target(
+            name: "GatewayAPI",
+            dependencies: [
+                "GatewayCore", "GatewayCrypto", "GatewayHTTP", "GatewayStore", "GatewayConfig", "GatewayProviders",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "gatewayd",
+            dependencies: [
+                "GatewayAPI", "GatewayConfig", "GatewayStore", "GatewayHTTP",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        .testTarget(name: "GatewayCoreTests", dependencies: ["GatewayCore"], swiftSettings: strict),
+        .testTarget(
+            name: "GatewayProvidersTests", dependencies: ["GatewayProviders", "GatewayCore"],
+            resources: [.copy("Fixtures")], swiftSettings: strict),
+        .testTarget(name: "GatewayCryptoTests", dependencies: ["GatewayCrypto"], swiftSettings: strict),
+        .testTarget(name: "GatewayStoreTests", dependencies: ["GatewayStore"], swiftSettings: strict),
+        .testTarget(name: "GatewayConfigTests", dependencies: ["GatewayConfig"], swiftSettings: strict),
+    ]
+)

@@ -1,0 +1,29 @@
+#ifndef GATEWAY_CLIBEVENT_SHIM_H
+#define GATEWAY_CLIBEVENT_SHIM_H
+// event2/event-config.h defines _GNU_SOURCE: pull in the system headers that
+// need it first, or debug builds fail on fd_set.
+#include <sys/types.h>
+#include <sys/select.h>
+#include <sys/time.h>
+#include <sys/socket.h>
+#include <signal.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/http.h>
+#include <event2/http_struct.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+
+// evsignal_new is a macro: Swift cannot see it.
+static inline struct event *gw_evsignal_new(struct event_base *base, int signum,
+                                            event_callback_fn cb, void *arg) {
+    return event_new(base, signum, EV_SIGNAL | EV_PERSIST, cb, arg);
+}
+
+// Iterating a TAILQ of headers is macro-only in C.
+static inline struct evkeyval *gw_evkeyvalq_first(struct evkeyvalq *q) { return q->tqh_first; }
+static inline struct evkeyval *gw_evkeyval_next(struct evkeyval *kv) { return kv->next.tqe_next; }
+
+#endif

@@ -1,0 +1,2 @@
+// Exporters (Garmin, Wahoo, FIT): see issue 3.
+enum GatewayProvidersPlaceholder {}
