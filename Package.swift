@@ -30,7 +30,7 @@ let package = Package(
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3"),
         .target(name: "GatewayCore", swiftSettings: strict),
         .target(name: "GatewayProviders", dependencies: ["GatewayCore"], swiftSettings: strict),
-        .target(name: "GatewayCrypto", dependencies: ["COpenSSL"], swiftSettings: strict),
+        .target(name: "GatewayCrypto", dependencies: ["COpenSSL", "GatewayCore"], swiftSettings: strict),
         .target(
             name: "GatewayHTTP",
             dependencies: ["CLibEvent", .product(name: "Logging", package: "swift-log")],
@@ -64,7 +64,7 @@ let package = Package(
         .testTarget(
             name: "GatewayProvidersTests", dependencies: ["GatewayProviders", "GatewayCore"],
             resources: [.copy("Fixtures")], swiftSettings: strict),
-        .testTarget(name: "GatewayCryptoTests", dependencies: ["GatewayCrypto"], swiftSettings: strict),
+        .testTarget(name: "GatewayCryptoTests", dependencies: ["GatewayCrypto", "GatewayCore"], swiftSettings: strict),
         .testTarget(name: "GatewayStoreTests", dependencies: ["GatewayStore"], swiftSettings: strict),
         .testTarget(name: "GatewayConfigTests", dependencies: ["GatewayConfig"], swiftSettings: strict),
     ]
