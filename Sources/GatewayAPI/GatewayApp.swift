@@ -1,0 +1,325 @@
+import Dispatch
+import GatewayConfig
+import GatewayCore
+import GatewayCrypto
+import GatewayHTTP
+import GatewayStore
+import Logging
+
+/// The gateway's HTTP application. Confined to the event-loop thread: every
+/// method runs there, and results from the writer and the readers come back
+/// through `loop.execute`.
+public final class GatewayApp: @unchecked Sendable {
+    let loop: EventLoop
+    let writer: StoreWriter
+    let metrics: GatewayMetrics
+    let logger: Logger
+    private(set) var config: GatewayConfig
+    private var verifier: WebhookVerifier
+    private var apiKeys: [[UInt8]]
+    private let reads: ReadExecutor
+    public private(set) var shuttingDown = false
+
+    public init(
+        loop: EventLoop, config: GatewayConfig, writer: StoreWriter, metrics: GatewayMetrics, logger: Logger
+    ) throws {
+        self.loop = loop
+        self.config = config
+        self.writer = writer
+        self.metrics = metrics
+        self.logger = logger
+        verifier = try Self.makeVerifier(config)
+        apiKeys = config.apiKeys.map { Array($0.utf8) }
+        reads = try ReadExecutor(path: config.storagePath)
+    }
+
+    static func makeVerifier(_ config: GatewayConfig) throws -> WebhookVerifier {
+        try WebhookVerifier(
+            secrets: config.webhookSecrets.map { try WebhookSecret($0) },
+            toleranceSeconds: Int64(config.timestampToleranceSeconds))
+    }
+
+    /// Applies the reloadable keys of a new configuration (SIGHUP). Throws, changing
+    /// nothing, if the new secrets cannot be used.
+    public func reload(_ newConfig: GatewayConfig) throws {
+        let newVerifier = try Self.makeVerifier(newConfig)
+        verifier = newVerifier
+        apiKeys = newConfig.apiKeys.map { Array($0.utf8) }
+        config = newConfig
+    }
+
+    /// Readiness turns 503 from here on; in-flight work still completes.
+    public func beginShutdown() {
+        shuttingDown = true
+    }
+
+    // MARK: Dispatch
+
+    public func handle(_ request: HTTPRequest) {
+        let route = Route.match(method: request.method, path: request.path)
+        switch route {
+        case .healthz:
+            respond(request, route, 200, #"{"status":"ok"}"#)
+        case .readyz:
+            readiness(request, route)
+        case .metrics:
+            respond(request, route, 200, metrics.render(), contentType: "text/plain; version=0.0.4; charset=utf-8")
+        case .webhook:
+            ingest(request, route)
+        case .sessions:
+            guard authorized(request, route) else { return }
+            listSessions(request, route)
+        case .session(let id):
+            guard authorized(request, route) else { return }
+            readSession(request, route, id: id)
+        case .wrongMethod(_, let allowed):
+            respondError(
+                request, route, 405, "method_not_allowed",
+                "\(request.method.rawValue) is not allowed here; use \(allowed.joined(separator: ", "))",
+                extraHeaders: [("Allow", allowed.joined(separator: ", "))])
+        case .notFound:
+            respondError(request, route, 404, "not_found", "no route for \(request.path)")
+        }
+    }
+
+    // MARK: Responses
+
+    func respond(
+        _ request: HTTPRequest, _ route: Route, _ status: Int, _ body: String,
+        contentType: String = "application/json", extraHeaders: [(String, String)] = []
+    ) {
+        respond(request, route, status, Array(body.utf8), contentType: contentType, extraHeaders: extraHeaders)
+    }
+
+    func respond(
+        _ request: HTTPRequest, _ route: Route, _ status: Int, _ body: [UInt8],
+        contentType: String = "application/json", extraHeaders: [(String, String)] = []
+    ) {
+        guard !request.hasResponded else { return }
+        request.respond(status: status, headers: [("Content-Type", contentType)] + extraHeaders, body: body)
+        let elapsed = DispatchTime.now().uptimeNanoseconds &- request.startNanos
+        metrics.request(method: request.method.rawValue, route: route.template, status: status, nanoseconds: elapsed)
+    }
+
+    func respondError(
+        _ request: HTTPRequest, _ route: Route, _ status: Int, _ code: String, _ message: String,
+        extraHeaders: [(String, String)] = []
+    ) {
+        respond(request, route, status, Reply.errorBody(code: code, message: message), extraHeaders: extraHeaders)
+    }
+
+    // MARK: Webhooks (SPEC §2)
+
+    private func ingest(_ request: HTTPRequest, _ route: Route) {
+        func reject(_ status: Int, _ code: String, _ message: String) {
+            metrics.webhook(outcome: code)
+            respondError(request, route, status, code, message)
+        }
+        let length = request.bodyLength
+        guard length <= config.maxBodyBytes else {
+            return reject(413, "body_too_large", "body is \(length) bytes; the limit is \(config.maxBodyBytes)")
+        }
+        guard Self.isJSON(request.header("Content-Type")) else {
+            return reject(415, "unsupported_media_type", "Content-Type must be application/json")
+        }
+        let id = request.header("webhook-id")
+        let timestamp = request.header("webhook-timestamp")
+        let signature = request.header("webhook-signature")
+        let now = WallClock.nowSeconds()
+        let decoded: Result<(PlanEvent, [UInt8]), PlanEventError>? = request.withBody {
+            body -> Result<(PlanEvent, [UInt8]), PlanEventError>? in
+            if let failure = verifier.verify(
+                id: id, timestamp: timestamp, signature: signature, body: UnsafeRawBufferPointer(body), now: now)
+            {
+                reject(401, failure.code, failure.message)
+                return nil
+            }
+            do {
+                return .success((try PlanEvent.decode(body), Array(body)))
+            } catch let error as PlanEventError {
+                return .failure(error)
+            } catch {
+                return .failure(.malformedJSON("\(error)"))
+            }
+        }
+        guard let decoded else { return }
+        let event: PlanEvent
+        let body: [UInt8]
+        switch decoded {
+        case .failure(let error): return reject(400, error.code, error.message)
+        case .success(let value): (event, body) = value
+        }
+        let webhookID = id ?? ""
+        let record = IngestRecord(
+            webhookID: webhookID, receivedAtMillis: WallClock.nowMillis(), event: event, body: body)
+        writer.submit(
+            .ingest(record) { [self] result in
+                loop.execute { self.ingestCommitted(request, route, result, event: event, webhookID: webhookID) }
+            })
+    }
+
+    private func ingestCommitted(
+        _ request: HTTPRequest, _ route: Route, _ result: Result<IngestOutcome, any Error>, event: PlanEvent,
+        webhookID: String
+    ) {
+        switch result {
+        case .success(.duplicate):
+            metrics.webhook(outcome: "duplicate")
+            respond(request, route, 200, #"{"duplicate":true}"#)
+        case .success(let outcome):
+            if outcome == .ignored {
+                metrics.webhook(outcome: "ignored")
+                logger.info(
+                    "ignored webhook of unknown type",
+                    metadata: ["webhook_id": "\(webhookID)", "type": "\(event.typeName)"])
+            } else {
+                metrics.webhook(outcome: "accepted")
+            }
+            respond(request, route, 202, #"{"accepted":true}"#)
+        case .failure(let error):
+            metrics.webhook(outcome: "storage_unavailable")
+            logger.error("webhook not stored", metadata: ["webhook_id": "\(webhookID)", "error": "\(error)"])
+            respondError(request, route, 503, "storage_unavailable", "the event could not be stored; retry later")
+        }
+    }
+
+    static func isJSON(_ contentType: String?) -> Bool {
+        guard let contentType else { return false }
+        let media = contentType.split(separator: ";", maxSplits: 1).first.map {
+            $0.trimmingCharacters(in: .whitespaces).lowercased()
+        }
+        return media == "application/json"
+    }
+
+    // MARK: REST (SPEC §6)
+
+    private func authorized(_ request: HTTPRequest, _ route: Route) -> Bool {
+        var ok = false
+        if let header = request.header("Authorization"), header.hasPrefix("Bearer ") {
+            let presented = Array(header.utf8.dropFirst(7))
+            // Compare against every key, so timing does not tell which one matched.
+            for key in apiKeys where ConstantTime.equals(key, presented) { ok = true }
+        }
+        if !ok {
+            respondError(
+                request, route, 401, "unauthorized", "a valid Authorization: Bearer <api key> header is required",
+                extraHeaders: [("WWW-Authenticate", "Bearer")])
+        }
+        return ok
+    }
+
+    private func readSession(_ request: HTTPRequest, _ route: Route, id: String) {
+        reads.run(
+            loop: loop, { db in try SessionQueries(db: db).status(id: id) },
+            then: { [self] result in
+                switch result {
+                case .success(let row?): respond(request, route, 200, row.json.serialized)
+                case .success(nil): respondError(request, route, 404, "not_found", "no session \(id)")
+                case .failure(let error): readFailed(request, route, error)
+                }
+            })
+    }
+
+    private func listSessions(_ request: HTTPRequest, _ route: Route) {
+        let parameters = request.queryParameters
+        var filter = SessionFilter()
+        if let athlete = parameters["athleteId"], !athlete.isEmpty { filter.athleteID = athlete }
+        if let status = parameters["status"], !status.isEmpty {
+            guard let parsed = ExportStatus(rawValue: status) else {
+                return respondError(
+                    request, route, 400, "invalid_parameter",
+                    "status: expected one of \(ExportStatus.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            filter.status = parsed
+        }
+        if let limit = parameters["limit"] {
+            guard let value = Int(limit), (1...500).contains(value) else {
+                return respondError(request, route, 400, "invalid_parameter", "limit: expected an integer 1...500")
+            }
+            filter.limit = value
+        }
+        if let cursor = parameters["cursor"], !cursor.isEmpty {
+            guard let bytes = Base64.decode(cursor), let after = String(validating: bytes, as: UTF8.self) else {
+                return respondError(request, route, 400, "invalid_parameter", "cursor: not a cursor from this API")
+            }
+            filter.afterID = after
+        }
+        reads.run(
+            loop: loop, { db in try SessionQueries(db: db).list(filter) },
+            then: { [self] result in
+                switch result {
+                case .success(let page):
+                    let next: JSONValue =
+                        page.hasMore ? .string(Base64.encode(Array((page.rows.last?.sessionID ?? "").utf8))) : .null
+                    let body = JSONValue.object(
+                        JSONObject([("sessions", .array(page.rows.map(\.json))), ("nextCursor", next)]))
+                    respond(request, route, 200, body.serialized)
+                case .failure(let error): readFailed(request, route, error)
+                }
+            })
+    }
+
+    private func readFailed(_ request: HTTPRequest, _ route: Route, _ error: any Error) {
+        logger.error("read failed", metadata: ["error": "\(error)"])
+        respondError(request, route, 503, "storage_unavailable", "the database could not be read; retry later")
+    }
+
+    // MARK: Monitors (SPEC §7)
+
+    private func readiness(_ request: HTTPRequest, _ route: Route) {
+        guard !shuttingDown else {
+            return respondError(request, route, 503, "not_ready", "shutting down")
+        }
+        // The probe is a real commit through the writer: it proves the writer thread is
+        // alive and the disk takes writes. A writer that hangs answers 503 after 2 s.
+        let timer = loop.schedule(after: 2) { [self] in
+            respondError(request, route, 503, "not_ready", "the database did not confirm a write within 2 s")
+        }
+        let timerBox = UncheckedSendable(timer)
+        writer.submit(
+            .probe { [self] result in
+                loop.execute {
+                    timerBox.value.cancel()
+                    switch result {
+                    case .success: self.respond(request, route, 200, #"{"ready":true}"#)
+                    case .failure(let error):
+                        self.respondError(request, route, 503, "not_ready", "database write failed: \(error)")
+                    }
+                }
+            })
+    }
+}
+
+/// Runs read-only queries off the loop thread, on one reader connection with its
+/// own serial queue, and hands results back to the loop.
+final class ReadExecutor: @unchecked Sendable {
+    private let queue = DispatchQueue(label: "gatewayd.reads")
+    private let db: Database
+
+    init(path: String) throws {
+        db = try Database.openForReading(path: path)
+    }
+
+    func run<T>(
+        loop: EventLoop, _ work: @escaping (Database) throws -> T, then: @escaping (Result<T, any Error>) -> Void
+    ) {
+        let job = ReadJob(work: work, then: then)
+        queue.async { [self] in
+            job.result = Result { try job.work(db) }
+            loop.execute { job.then(job.result!) }
+        }
+    }
+}
+
+/// One read and its continuation. Built and finished on the loop thread, run on the
+/// reader queue in between: never used by two threads at once.
+private final class ReadJob<T>: @unchecked Sendable {
+    let work: (Database) throws -> T
+    let then: (Result<T, any Error>) -> Void
+    var result: Result<T, any Error>?
+
+    init(work: @escaping (Database) throws -> T, then: @escaping (Result<T, any Error>) -> Void) {
+        self.work = work
+        self.then = then
+    }
+}

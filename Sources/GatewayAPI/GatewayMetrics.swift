@@ -1,0 +1,47 @@
+import CoreMetrics
+import Prometheus
+
+/// The gateway's metrics, emitted through swift-metrics into a Prometheus registry.
+/// Handles are cached per label set; touched on the loop thread only.
+public final class GatewayMetrics {
+    public let registry: PrometheusCollectorRegistry
+    private var webhookCounters: [String: CoreMetrics.Counter] = [:]
+    private var durationTimers: [String: CoreMetrics.Timer] = [:]
+
+    public init(registry: PrometheusCollectorRegistry) {
+        self.registry = registry
+    }
+
+    /// `gatewayd_webhooks_total{outcome}`: accepted, duplicate, ignored, or the error code.
+    public func webhook(outcome: String) {
+        if let counter = webhookCounters[outcome] {
+            counter.increment()
+            return
+        }
+        let counter = CoreMetrics.Counter(label: "gatewayd_webhooks_total", dimensions: [("outcome", outcome)])
+        webhookCounters[outcome] = counter
+        counter.increment()
+    }
+
+    /// `gatewayd_http_request_duration_seconds{method,route,status}`.
+    public func request(method: String, route: String, status: Int, nanoseconds: UInt64) {
+        let key = "\(method) \(route) \(status)"
+        let timer: CoreMetrics.Timer
+        if let cached = durationTimers[key] {
+            timer = cached
+        } else {
+            timer = CoreMetrics.Timer(
+                label: "gatewayd_http_request_duration_seconds",
+                dimensions: [("method", method), ("route", route), ("status", String(status))])
+            durationTimers[key] = timer
+        }
+        timer.recordNanoseconds(Int64(nanoseconds))
+    }
+
+    public func render() -> [UInt8] {
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(16 * 1024)
+        registry.emit(into: &buffer)
+        return buffer
+    }
+}

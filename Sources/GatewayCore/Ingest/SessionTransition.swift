@@ -1,0 +1,56 @@
+/// Export status of a session (SPEC §5): does the athlete's device reflect the
+/// session's latest revision (for a deleted session, its removal)?
+public enum ExportStatus: String, Sendable, CaseIterable {
+    case notConnected = "NOT_CONNECTED"
+    case pending = "PENDING"
+    case sent = "SENT"
+    case failed = "FAILED"
+}
+
+/// What a stored session looks like to the ingest decision.
+public struct StoredSessionState: Sendable, Equatable {
+    public var revision: Int64
+    public var isEndurance: Bool
+    public var deleted: Bool
+    /// Set once the workout exists at a provider.
+    public var hasExternalWorkout: Bool
+
+    public init(revision: Int64, isEndurance: Bool, deleted: Bool, hasExternalWorkout: Bool) {
+        self.revision = revision
+        self.isEndurance = isEndurance
+        self.deleted = deleted
+        self.hasExternalWorkout = hasExternalWorkout
+    }
+}
+
+/// The ingest decision for one session event, before any I/O.
+public enum SessionTransition: Equatable, Sendable {
+    /// The stored revision is the same or newer: nothing changes (webhooks arrive out of order).
+    case stale
+    /// Store the new revision. `needsPush` writes the outbox job; `status` is the new
+    /// export status (nil: the session is not exported at all).
+    case apply(status: ExportStatus?, needsPush: Bool)
+
+    /// - Parameter hasConnection: whether the athlete has a connected provider.
+    public static func decide(
+        stored: StoredSessionState?, incomingRevision: Int64, incomingIsEndurance: Bool, isDelete: Bool,
+        hasConnection: Bool
+    ) -> SessionTransition {
+        if let stored, incomingRevision <= stored.revision { return .stale }
+        let wasOnDevice = stored?.hasExternalWorkout ?? false
+        if isDelete || !incomingIsEndurance {
+            // Removal: only work to do if something may be at a provider.
+            guard wasOnDevice else {
+                return .apply(status: incomingIsEndurance || isDelete ? carriedStatus(stored, hasConnection) : nil,
+                    needsPush: false)
+            }
+            return .apply(status: hasConnection ? .pending : .notConnected, needsPush: true)
+        }
+        return .apply(status: hasConnection ? .pending : .notConnected, needsPush: true)
+    }
+
+    private static func carriedStatus(_ stored: StoredSessionState?, _ hasConnection: Bool) -> ExportStatus? {
+        guard let stored, stored.isEndurance else { return nil }
+        return .notConnected
+    }
+}

@@ -1,0 +1,255 @@
+import Foundation
+import Logging
+private import CLibEvent
+
+public enum HTTPMethod: String, Sendable {
+    case GET, POST, PUT, DELETE, HEAD, OPTIONS, PATCH, other
+}
+
+/// Limits that keep one client from holding the server (SPEC §7, issue 2 robustness).
+public struct HTTPServerLimits: Sendable {
+    /// Seconds a connection may take to send a request or receive a response.
+    public var ioTimeoutSeconds: Int32 = 10
+    /// Largest request head (request line + headers).
+    public var maxHeaderBytes: Int = 16 * 1024
+    /// Hard cap where libevent itself refuses the body (413, plain body, connection closed).
+    /// The application applies its own, smaller limit with a JSON error below it.
+    public var hardMaxBodyBytes: Int = 4 * 1024 * 1024
+    /// Open connections at most; past it the listener pauses until one closes.
+    public var maxConnections: Int = 4096
+
+    public init() {}
+}
+
+/// One request, owned by the loop thread. It may travel to other threads inside
+/// closures, but only the loop thread may call its methods.
+public final class HTTPRequest: @unchecked Sendable {
+    let raw: OpaquePointer
+    public let method: HTTPMethod
+    /// Path without the query, percent-decoding not applied.
+    public let path: String
+    public let query: String?
+    public let startNanos: UInt64
+    private var responded = false
+
+    init(raw: OpaquePointer) {
+        self.raw = raw
+        startNanos = DispatchTime.now().uptimeNanoseconds
+        switch evhttp_request_get_command(raw) {
+        case EVHTTP_REQ_GET: method = .GET
+        case EVHTTP_REQ_POST: method = .POST
+        case EVHTTP_REQ_PUT: method = .PUT
+        case EVHTTP_REQ_DELETE: method = .DELETE
+        case EVHTTP_REQ_HEAD: method = .HEAD
+        case EVHTTP_REQ_OPTIONS: method = .OPTIONS
+        case EVHTTP_REQ_PATCH: method = .PATCH
+        default: method = .other
+        }
+        if let uri = evhttp_request_get_evhttp_uri(raw) {
+            path = evhttp_uri_get_path(uri).map { String(cString: $0) } ?? "/"
+            query = evhttp_uri_get_query(uri).map { String(cString: $0) }
+        } else {
+            path = "/"
+            query = nil
+        }
+    }
+
+    public func header(_ name: String) -> String? {
+        guard let headers = evhttp_request_get_input_headers(raw), let value = evhttp_find_header(headers, name)
+        else { return nil }
+        return String(cString: value)
+    }
+
+    /// Number of body bytes received.
+    public var bodyLength: Int {
+        guard let buffer = evhttp_request_get_input_buffer(raw) else { return 0 }
+        return evbuffer_get_length(buffer)
+    }
+
+    /// The body as one contiguous buffer, valid during `body` only.
+    public func withBody<T>(_ body: (UnsafeBufferPointer<UInt8>) throws -> T) rethrows -> T {
+        guard let buffer = evhttp_request_get_input_buffer(raw) else {
+            return try body(UnsafeBufferPointer(start: nil, count: 0))
+        }
+        let length = evbuffer_get_length(buffer)
+        guard length > 0, let p = evbuffer_pullup(buffer, -1) else {
+            return try body(UnsafeBufferPointer(start: nil, count: 0))
+        }
+        return try body(UnsafeBufferPointer(start: p, count: length))
+    }
+
+    /// Query parameters, percent-decoded; repeated keys keep the first value.
+    public var queryParameters: [String: String] {
+        guard let query else { return [:] }
+        var result: [String: String] = [:]
+        for pair in query.split(separator: "&", omittingEmptySubsequences: true) {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            let key = Self.decode(parts[0])
+            let value = parts.count > 1 ? Self.decode(parts[1]) : ""
+            if result[key] == nil { result[key] = value }
+        }
+        return result
+    }
+
+    static func decode(_ text: Substring) -> String {
+        let plus = text.replacingOccurrences(of: "+", with: " ")
+        return plus.removingPercentEncoding ?? plus
+    }
+
+    public var hasResponded: Bool { responded }
+
+    /// Sends the response. A second call is ignored.
+    public func respond(status: Int, headers: [(String, String)] = [], body: [UInt8]) {
+        guard !responded else { return }
+        responded = true
+        if let output = evhttp_request_get_output_headers(raw) {
+            for (name, value) in headers { evhttp_add_header(output, name, value) }
+        }
+        let buffer = evbuffer_new()
+        body.withUnsafeBytes { raw in
+            if raw.count > 0 { evbuffer_add(buffer, raw.baseAddress, raw.count) }
+        }
+        evhttp_send_reply(raw, Int32(status), Self.reason(status), buffer)
+        evbuffer_free(buffer)
+    }
+
+    public func respond(status: Int, headers: [(String, String)] = [], body: String) {
+        respond(status: status, headers: headers, body: Array(body.utf8))
+    }
+
+    static func reason(_ status: Int) -> String {
+        switch status {
+        case 200: return "OK"
+        case 202: return "Accepted"
+        case 204: return "No Content"
+        case 302: return "Found"
+        case 400: return "Bad Request"
+        case 401: return "Unauthorized"
+        case 404: return "Not Found"
+        case 405: return "Method Not Allowed"
+        case 413: return "Payload Too Large"
+        case 415: return "Unsupported Media Type"
+        case 422: return "Unprocessable Content"
+        case 429: return "Too Many Requests"
+        case 500: return "Internal Server Error"
+        case 503: return "Service Unavailable"
+        default: return "Status"
+        }
+    }
+}
+
+/// The inbound HTTP server: libevent's evhttp on the loop thread.
+public final class HTTPServer {
+    let loop: EventLoop
+    let http: OpaquePointer
+    private var bound: OpaquePointer?
+    private let limits: HTTPServerLimits
+    private let handler: (HTTPRequest) -> Void
+    private let logger: Logger
+    private var connections = Set<OpaquePointer>()
+    private var listenerPaused = false
+    public private(set) var port: Int = 0
+
+    /// `handler` runs on the loop thread for every request.
+    public init(loop: EventLoop, limits: HTTPServerLimits, logger: Logger, handler: @escaping (HTTPRequest) -> Void)
+    {
+        self.loop = loop
+        self.limits = limits
+        self.handler = handler
+        self.logger = logger
+        http = evhttp_new(loop.base)
+        evhttp_set_timeout(http, limits.ioTimeoutSeconds)
+        evhttp_set_max_headers_size(http, limits.maxHeaderBytes)
+        evhttp_set_max_body_size(http, limits.hardMaxBodyBytes)
+        let methods =
+            EVHTTP_REQ_GET.rawValue | EVHTTP_REQ_POST.rawValue | EVHTTP_REQ_PUT.rawValue | EVHTTP_REQ_DELETE.rawValue
+            | EVHTTP_REQ_HEAD.rawValue | EVHTTP_REQ_OPTIONS.rawValue | EVHTTP_REQ_PATCH.rawValue
+        evhttp_set_allowed_methods(http, UInt16(methods))
+        evhttp_set_gencb(
+            http,
+            { request, context in
+                guard let request else { return }
+                Unmanaged<HTTPServer>.fromOpaque(context!).takeUnretainedValue().handle(request)
+            }, Unmanaged.passUnretained(self).toOpaque())
+    }
+
+    deinit {
+        evhttp_free(http)
+    }
+
+    /// Binds and starts accepting. `host:port`; port 0 picks a free one.
+    public func bind(host: String, port: Int) throws {
+        guard let bound = evhttp_bind_socket_with_handle(http, host, UInt16(port)) else {
+            throw HTTPServerError.bindFailed("\(host):\(port)")
+        }
+        self.bound = bound
+        var address = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let fd = evhttp_bound_socket_get_fd(bound)
+        withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { _ = getsockname(fd, $0, &length) }
+        }
+        if address.ss_family == sa_family_t(AF_INET) {
+            self.port = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin_port)) }
+            }
+        } else {
+            self.port = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin6_port)) }
+            }
+        }
+    }
+
+    /// Stops accepting new connections; open ones keep being served.
+    public func stopAccepting() {
+        guard let bound else { return }
+        evhttp_del_accept_socket(http, bound)
+        self.bound = nil
+    }
+
+    public var openConnections: Int { connections.count }
+
+    private func handle(_ raw: OpaquePointer) {
+        track(evhttp_request_get_connection(raw))
+        handler(HTTPRequest(raw: raw))
+    }
+
+    /// Counts connections (seen at their first request) and pauses the listener at
+    /// the cap. A connection that never sends a request is closed by the I/O timeout.
+    private func track(_ connection: OpaquePointer?) {
+        guard let connection, !connections.contains(connection) else { return }
+        connections.insert(connection)
+        evhttp_connection_set_closecb(
+            connection,
+            { connection, context in
+                guard let connection else { return }
+                Unmanaged<HTTPServer>.fromOpaque(context!).takeUnretainedValue().closed(connection)
+            }, Unmanaged.passUnretained(self).toOpaque())
+        if connections.count >= limits.maxConnections, !listenerPaused, let bound,
+            let listener = evhttp_bound_socket_get_listener(bound)
+        {
+            evconnlistener_disable(listener)
+            listenerPaused = true
+            logger.warning("connection cap reached, pausing accept", metadata: ["open": "\(connections.count)"])
+        }
+    }
+
+    private func closed(_ connection: OpaquePointer) {
+        connections.remove(connection)
+        if listenerPaused, connections.count < limits.maxConnections, let bound,
+            let listener = evhttp_bound_socket_get_listener(bound)
+        {
+            evconnlistener_enable(listener)
+            listenerPaused = false
+        }
+    }
+}
+
+public enum HTTPServerError: Error, CustomStringConvertible {
+    case bindFailed(String)
+    public var description: String {
+        switch self {
+        case .bindFailed(let address): return "cannot listen on \(address)"
+        }
+    }
+}

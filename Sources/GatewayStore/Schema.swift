@@ -1,0 +1,94 @@
+/// Numbered migrations, recorded in `schema_migrations`; each runs once, in order,
+/// inside one transaction with its record.
+public enum Schema {
+    public static let migrations: [(version: Int, name: String, sql: String)] = [
+        (
+            1, "ingest",
+            """
+            CREATE TABLE webhook_events(
+                webhook_id TEXT PRIMARY KEY,
+                received_at_ms INTEGER NOT NULL,
+                event_type TEXT NOT NULL,
+                outcome TEXT NOT NULL,          -- applied | stale | ignored
+                body BLOB NOT NULL
+            ) WITHOUT ROWID;
+            CREATE TABLE sessions(
+                id TEXT PRIMARY KEY,
+                athlete_id TEXT NOT NULL,
+                revision INTEGER NOT NULL,
+                session_type TEXT NOT NULL,
+                date TEXT NOT NULL,             -- YYYY-MM-DD ('' for a deletion of an unknown session)
+                start_time TEXT,
+                deleted INTEGER NOT NULL DEFAULT 0,
+                event_id TEXT NOT NULL,         -- webhook_events row holding the latest body
+                export_status TEXT,             -- NOT_CONNECTED | PENDING | SENT | FAILED | NULL
+                export_provider TEXT,
+                exported_at_ms INTEGER,
+                external_workout_id TEXT,
+                last_export_error TEXT,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_attempt_at_ms INTEGER,
+                created_at_ms INTEGER NOT NULL,
+                updated_at_ms INTEGER NOT NULL
+            ) WITHOUT ROWID;
+            CREATE INDEX sessions_athlete ON sessions(athlete_id, id);
+            CREATE INDEX sessions_status ON sessions(export_status, id);
+            CREATE TABLE jobs(
+                id INTEGER PRIMARY KEY,
+                kind TEXT NOT NULL,             -- session.push | athlete.delete
+                subject TEXT NOT NULL,          -- session id | athlete id
+                revision INTEGER NOT NULL DEFAULT 0,
+                due_at_ms INTEGER NOT NULL,
+                lease_until_ms INTEGER,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                created_at_ms INTEGER NOT NULL,
+                UNIQUE(kind, subject)
+            );
+            CREATE INDEX jobs_due ON jobs(due_at_ms);
+            CREATE TABLE probes(id INTEGER PRIMARY KEY CHECK (id = 1), at_ms INTEGER NOT NULL);
+            """
+        )
+    ]
+
+    /// Brings the database to the latest version; returns the versions applied.
+    @discardableResult
+    public static func migrate(_ db: Database, now: Int64) throws -> [Int] {
+        try db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at_ms INTEGER NOT NULL)"
+        )
+        let current = try db.scalarInt("SELECT COALESCE(MAX(version), 0) FROM schema_migrations") ?? 0
+        var applied: [Int] = []
+        for migration in migrations where migration.version > current {
+            try db.transaction {
+                try db.execute(migration.sql)
+                try db.statement("INSERT INTO schema_migrations(version, name, applied_at_ms) VALUES(?, ?, ?)")
+                    .run([.int(Int64(migration.version)), .text(migration.name), .int(now)])
+            }
+            applied.append(migration.version)
+        }
+        return applied
+    }
+}
+
+extension Database {
+    /// Opens the database the way every gateway connection uses it: WAL, FULL sync
+    /// (a 2xx means the fsync happened), no automatic checkpoints in the commit path.
+    public static func openForWriting(path: String) throws -> Database {
+        let db = try Database(path: path)
+        try db.execute(
+            """
+            PRAGMA journal_mode=WAL;
+            PRAGMA synchronous=FULL;
+            PRAGMA wal_autocheckpoint=0;
+            PRAGMA journal_size_limit=67108864;
+            PRAGMA foreign_keys=ON;
+            """)
+        return db
+    }
+
+    public static func openForReading(path: String) throws -> Database {
+        let db = try Database(path: path)
+        try db.execute("PRAGMA query_only=ON;")
+        return db
+    }
+}

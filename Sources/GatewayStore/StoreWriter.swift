@@ -1,0 +1,205 @@
+import Foundation
+import GatewayCore
+import Logging
+
+/// The one thread that writes the database.
+///
+/// Callers hand it operations from any thread; it takes everything waiting,
+/// runs it in one transaction, commits with one fsync (group commit), and only
+/// then calls each operation's completion. A 2xx built on such a completion
+/// therefore means "on disk". WAL checkpoints run on a separate connection and
+/// thread, so they never sit in the commit path.
+public final class StoreWriter: @unchecked Sendable {
+    public enum Operation: Sendable {
+        case ingest(IngestRecord, @Sendable (Result<IngestOutcome, any Error>) -> Void)
+        /// A real write that proves the database takes commits (readiness).
+        case probe(@Sendable (Result<Void, any Error>) -> Void)
+    }
+
+    private let path: String
+    private let logger: Logger
+    private let condition = NSCondition()
+    // Guarded by `condition`.
+    private var pending: [Operation] = []
+    private var stopping = false
+    private var stopped = false
+    private let checkpointer: Checkpointer
+    private let finished = DispatchSemaphore(value: 0)
+
+    /// Pending operations and committed batches, for metrics and tests.
+    public private(set) var batchesCommitted = 0
+
+    public init(path: String, logger: Logger) throws {
+        self.path = path
+        self.logger = logger
+        let db = try Database.openForWriting(path: path)
+        try Schema.migrate(db, now: WallClock.nowMillis())
+        checkpointer = try Checkpointer(path: path, logger: logger)
+        db.onWALCommit { [checkpointer] pages in checkpointer.walGrew(pages: pages) }
+        let box = UncheckedBox(db)
+        let thread = Thread { [self] in self.run(box.value) }
+        thread.name = "gatewayd-writer"
+        thread.start()
+    }
+
+    public func submit(_ operation: Operation) {
+        condition.lock()
+        if stopped {
+            condition.unlock()
+            fail(operation, with: StoreError.shuttingDown)
+            return
+        }
+        pending.append(operation)
+        if pending.count == 1 { condition.signal() }
+        condition.unlock()
+    }
+
+    public var queueDepth: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return pending.count
+    }
+
+    /// Commits everything already submitted, then stops the thread. Blocks until done.
+    public func shutdown() {
+        condition.lock()
+        stopping = true
+        condition.signal()
+        condition.unlock()
+        finished.wait()
+        checkpointer.shutdown()
+    }
+
+    private func run(_ db: Database) {
+        let statements = IngestStatements(db: db)
+        while true {
+            condition.lock()
+            while pending.isEmpty && !stopping { condition.wait() }
+            if pending.isEmpty && stopping {
+                stopped = true
+                condition.unlock()
+                break
+            }
+            let batch = pending
+            pending.removeAll(keepingCapacity: true)
+            condition.unlock()
+            commit(batch, db: db, statements: statements)
+        }
+        finished.signal()
+    }
+
+    private func commit(_ batch: [Operation], db: Database, statements: IngestStatements) {
+        var results: [Result<IngestOutcome, any Error>] = []
+        results.reserveCapacity(batch.count)
+        do {
+            try db.transaction {
+                for operation in batch {
+                    switch operation {
+                    case .ingest(let record, _):
+                        results.append(.success(try statements.apply(record)))
+                    case .probe:
+                        try db.statement("INSERT OR REPLACE INTO probes(id, at_ms) VALUES(1, ?)").run([
+                            .int(WallClock.nowMillis())
+                        ])
+                        results.append(.success(.applied))
+                    }
+                }
+            }
+            batchesCommitted += 1
+        } catch {
+            // One bad operation must not fail its neighbours: retry each on its own.
+            if batch.count > 1 {
+                for operation in batch { commit([operation], db: db, statements: statements) }
+                return
+            }
+            logger.error("database commit failed", metadata: ["error": "\(error)"])
+            results = [.failure(error)]
+        }
+        for (operation, result) in zip(batch, results) {
+            switch operation {
+            case .ingest(_, let completion): completion(result)
+            case .probe(let completion): completion(result.map { _ in () })
+            }
+        }
+    }
+
+    private func fail(_ operation: Operation, with error: any Error) {
+        switch operation {
+        case .ingest(_, let completion): completion(.failure(error))
+        case .probe(let completion): completion(.failure(error))
+        }
+    }
+}
+
+public enum StoreError: Error, CustomStringConvertible {
+    case shuttingDown
+    public var description: String { "the store is shutting down" }
+}
+
+/// Moves a non-Sendable value into the one thread that will own it.
+struct UncheckedBox<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}
+
+/// Copies WAL pages into the database file on its own connection and thread, so
+/// the writer never pays for a checkpoint inside a commit. PASSIVE mode never
+/// blocks the writer; the WAL restarts from its beginning once fully copied.
+final class Checkpointer: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var walPages = 0
+    private var stopping = false
+    private let finished = DispatchSemaphore(value: 0)
+    private let logger: Logger
+    /// Checkpoint at once past this many WAL pages; otherwise about once a second.
+    static let eagerPages = 4000
+
+    init(path: String, logger: Logger) throws {
+        self.logger = logger
+        let db = try Database(path: path)
+        // Reading the journal mode opens the WAL for this connection.
+        try db.execute("PRAGMA journal_mode=WAL;")
+        let box = UncheckedBox(db)
+        let thread = Thread { [self] in self.run(box.value) }
+        thread.name = "gatewayd-checkpoint"
+        thread.start()
+    }
+
+    func walGrew(pages: Int) {
+        condition.lock()
+        let wasSmall = walPages < Self.eagerPages
+        walPages = pages
+        if wasSmall && pages >= Self.eagerPages { condition.signal() }
+        condition.unlock()
+    }
+
+    func shutdown() {
+        condition.lock()
+        stopping = true
+        condition.signal()
+        condition.unlock()
+        finished.wait()
+    }
+
+    private func run(_ db: Database) {
+        while true {
+            condition.lock()
+            if !stopping && walPages < Self.eagerPages {
+                _ = condition.wait(until: Date(timeIntervalSinceNow: 1))
+            }
+            let stop = stopping
+            let pages = walPages
+            walPages = 0
+            condition.unlock()
+            if pages > 0 || stop {
+                do {
+                    try db.execute(stop ? "PRAGMA wal_checkpoint(TRUNCATE);" : "PRAGMA wal_checkpoint(PASSIVE);")
+                } catch {
+                    logger.warning("WAL checkpoint failed", metadata: ["error": "\(error)"])
+                }
+            }
+            if stop { break }
+        }
+        finished.signal()
+    }
+}

@@ -1,0 +1,185 @@
+import ArgumentParser
+import Foundation
+import GatewayAPI
+import GatewayConfig
+import GatewayCore
+import GatewayCrypto
+import GatewayHTTP
+import GatewayStore
+import Logging
+import Metrics
+import Prometheus
+
+@main
+struct Gatewayd: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gatewayd",
+        abstract: "Gets a coach's planned endurance workouts onto athletes' devices.",
+        subcommands: [Serve.self, CheckConfig.self, Migrate.self],
+        defaultSubcommand: Serve.self)
+}
+
+struct ConfigOption: ParsableArguments {
+    @Option(name: .long, help: "TOML config file (every key can be overridden by GATEWAYD_<SECTION>_<KEY>).")
+    var config: String?
+
+    func load() throws -> GatewayConfig {
+        do {
+            return try GatewayConfig.load(path: config, environment: ProcessInfo.processInfo.environment)
+        } catch {
+            FileHandle.standardError.write(Data("gatewayd: config error: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+    }
+}
+
+struct CheckConfig: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check-config", abstract: "Validate the config and print it, secrets redacted.")
+    @OptionGroup var options: ConfigOption
+
+    func run() throws {
+        let config = try options.load()
+        print(config.redactedDump(), terminator: "")
+    }
+}
+
+struct Migrate: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Create or upgrade the SQLite schema, then exit.")
+    @OptionGroup var options: ConfigOption
+
+    func run() throws {
+        let config = try options.load()
+        try ensureParentDirectory(config.storagePath)
+        let db = try Database.openForWriting(path: config.storagePath)
+        let applied = try Schema.migrate(db, now: WallClock.nowMillis())
+        print(applied.isEmpty ? "schema is up to date" : "applied migrations: \(applied.map(String.init).joined(separator: ", "))")
+    }
+}
+
+func ensureParentDirectory(_ path: String) throws {
+    let directory = (path as NSString).deletingLastPathComponent
+    if !directory.isEmpty {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    }
+}
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the gateway daemon.")
+    @OptionGroup var options: ConfigOption
+
+    func run() throws {
+        // 1. Configuration: a bad file stops here with the key and the reason.
+        let config = try options.load()
+        let configPath = options.config
+
+        // 2. Logging, then metrics: everything after may log and count.
+        let format: LineLogHandler.Format = config.logFormat == "json" ? .json : .logfmt
+        let level = Logger.Level(rawValue: config.logLevel) ?? .info
+        LoggingSystem.bootstrap { LineLogHandler(label: $0, format: format, level: level) }
+        let logger = Logger(label: "gatewayd")
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+
+        // 3. Storage: migrate and start the single writer before anything can accept.
+        try ensureParentDirectory(config.storagePath)
+        let writer: StoreWriter
+        do {
+            writer = try StoreWriter(path: config.storagePath, logger: logger)
+        } catch {
+            logger.critical("cannot open the database", metadata: ["path": "\(config.storagePath)", "error": "\(error)"])
+            throw ExitCode(1)
+        }
+
+        // 4. The event loop and the HTTP application on it.
+        let loop = EventLoop()
+        let app = try GatewayApp(
+            loop: loop, config: config, writer: writer, metrics: GatewayMetrics(registry: registry), logger: logger)
+        var limits = HTTPServerLimits()
+        limits.ioTimeoutSeconds = Int32(config.ioTimeoutSeconds)
+        limits.maxHeaderBytes = config.maxHeaderBytes
+        limits.hardMaxBodyBytes = config.maxBodyBytes * 4
+        limits.maxConnections = config.maxConnections
+        let server = HTTPServer(loop: loop, limits: limits, logger: logger) { app.handle($0) }
+        do {
+            try server.bind(host: config.listenHost, port: config.listenPort)
+        } catch {
+            logger.critical("cannot listen", metadata: ["listen": "\(config.listenHost):\(config.listenPort)"])
+            throw ExitCode(1)
+        }
+
+        // 5. Signals, handled on the loop thread.
+        let shutdown = Shutdown(loop: loop, app: app, server: server, writer: writer, logger: logger)
+        loop.onSignal(SIGTERM) { shutdown.begin(signal: "SIGTERM") }
+        loop.onSignal(SIGINT) { shutdown.begin(signal: "SIGINT") }
+        loop.onSignal(SIGHUP) { reload(configPath: configPath, app: app, loop: loop, logger: logger) }
+
+        logger.info(
+            "process up",
+            metadata: [
+                "listen": "\(config.listenHost):\(server.port)", "db": "\(config.storagePath)",
+                "libevent": "\(EventLoop.libeventVersion)", "openssl": "\(LibraryVersions.openssl)",
+                "sqlite": "\(Database.libraryVersion)", "pid": "\(getpid())",
+            ])
+        // 6. Run until a signal stops the loop.
+        loop.run()
+        logger.info("process down")
+    }
+}
+
+/// SIGHUP: re-read the file off the loop thread; apply the reloadable keys on it.
+/// A file that does not load keeps the old configuration.
+func reload(configPath: String?, app: GatewayApp, loop: EventLoop, logger: Logger) {
+    logger.info("got SIGHUP, reloading", metadata: ["config": "\(configPath ?? "(defaults)")"])
+    let box = UncheckedSendable(app)
+    DispatchQueue.global().async {
+        let result = Result { try GatewayConfig.load(path: configPath, environment: ProcessInfo.processInfo.environment) }
+        let resultBox = UncheckedSendable(result)
+        loop.execute {
+            do {
+                try box.value.reload(try resultBox.value.get())
+                logger.info("reload done: webhook secrets, API keys and tolerance updated")
+            } catch {
+                logger.error("reload failed, keeping the old config", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+}
+
+/// SIGTERM/SIGINT: stop accepting, let in-flight commits finish and their replies
+/// go out, then leave the loop; a 5 s deadline bounds it all.
+final class Shutdown {
+    let loop: EventLoop
+    let app: GatewayApp
+    let server: HTTPServer
+    let writer: StoreWriter
+    let logger: Logger
+    private var started = false
+
+    init(loop: EventLoop, app: GatewayApp, server: HTTPServer, writer: StoreWriter, logger: Logger) {
+        self.loop = loop
+        self.app = app
+        self.server = server
+        self.writer = writer
+        self.logger = logger
+    }
+
+    func begin(signal: String) {
+        guard !started else { return }
+        started = true
+        logger.info("got \(signal), shutting down")
+        app.beginShutdown()
+        server.stopAccepting()
+        let loop = self.loop
+        let writer = UncheckedSendable(self.writer)
+        DispatchQueue.global().async {
+            writer.value.shutdown()
+            // Replies for the last commits are queued on the loop: give them time to flush.
+            loop.execute { loop.stop(after: 0.2) }
+        }
+        loop.schedule(after: 4.5) { [logger] in
+            logger.warning("shutdown deadline reached, exiting with work in flight")
+            loop.stop()
+        }
+    }
+}
