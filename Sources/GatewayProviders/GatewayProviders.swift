@@ -1,2 +1,0 @@
-// Exporters (Garmin, Wahoo, FIT): see issue 3.
-enum GatewayProvidersPlaceholder {}
