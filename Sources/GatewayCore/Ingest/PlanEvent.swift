@@ -31,12 +31,31 @@ public struct SessionUpsert: Sendable, Equatable {
     public var startTime: String?
 
     public var isEndurance: Bool { sessionType == "ENDURANCE" }
+
+    public init(
+        isCreate: Bool, id: String, athleteID: String, revision: Int64, sessionType: String, date: String,
+        startTime: String?
+    ) {
+        self.isCreate = isCreate
+        self.id = id
+        self.athleteID = athleteID
+        self.revision = revision
+        self.sessionType = sessionType
+        self.date = date
+        self.startTime = startTime
+    }
 }
 
 public struct SessionRef: Sendable, Equatable {
     public var id: String
     public var athleteID: String
     public var revision: Int64
+
+    public init(id: String, athleteID: String, revision: Int64) {
+        self.id = id
+        self.athleteID = athleteID
+        self.revision = revision
+    }
 }
 
 /// Why a body is not an acceptable event: 400 `malformed_json` or 400 `invalid_event`.

@@ -32,25 +32,19 @@ public enum SessionTransition: Equatable, Sendable {
     case apply(status: ExportStatus?, needsPush: Bool)
 
     /// - Parameter hasConnection: whether the athlete has a connected provider.
+    ///
+    /// Any applied change to a session that is, or was, an ENDURANCE session (or whose
+    /// workout may be at a provider) writes an outbox job; the dispatcher decides whether
+    /// the provider needs a call. A push may be in flight when a deletion arrives, so
+    /// "never exported" is not known for sure at ingest time.
     public static func decide(
         stored: StoredSessionState?, incomingRevision: Int64, incomingIsEndurance: Bool, isDelete: Bool,
         hasConnection: Bool
     ) -> SessionTransition {
         if let stored, incomingRevision <= stored.revision { return .stale }
-        let wasOnDevice = stored?.hasExternalWorkout ?? false
-        if isDelete || !incomingIsEndurance {
-            // Removal: only work to do if something may be at a provider.
-            guard wasOnDevice else {
-                return .apply(status: incomingIsEndurance || isDelete ? carriedStatus(stored, hasConnection) : nil,
-                    needsPush: false)
-            }
-            return .apply(status: hasConnection ? .pending : .notConnected, needsPush: true)
-        }
+        let touchesDevice =
+            (incomingIsEndurance && !isDelete) || (stored?.isEndurance ?? false) || (stored?.hasExternalWorkout ?? false)
+        guard touchesDevice else { return .apply(status: nil, needsPush: false) }
         return .apply(status: hasConnection ? .pending : .notConnected, needsPush: true)
-    }
-
-    private static func carriedStatus(_ stored: StoredSessionState?, _ hasConnection: Bool) -> ExportStatus? {
-        guard let stored, stored.isEndurance else { return nil }
-        return .notConnected
     }
 }
