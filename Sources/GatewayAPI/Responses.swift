@@ -39,24 +39,24 @@ enum Route: Equatable {
         let parts = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
         let segments = Array(parts)
         func only(_ allowed: HTTPMethod, _ route: Route) -> Route {
-            method == allowed || (allowed == .GET && method == .HEAD)
+            method == allowed || (allowed == .get && method == .head)
                 ? route : .wrongMethod(template: route.template, allowed: [allowed.rawValue])
         }
         switch segments.count {
         case 1:
             switch segments[0] {
-            case "healthz": return only(.GET, .healthz)
-            case "readyz": return only(.GET, .readyz)
-            case "metrics": return only(.GET, .metrics)
+            case "healthz": return only(.get, .healthz)
+            case "readyz": return only(.get, .readyz)
+            case "metrics": return only(.get, .metrics)
             default: return .notFound
             }
         case 2 where segments[0] == "v1" && segments[1] == "sessions":
-            return only(.GET, .sessions)
+            return only(.get, .sessions)
         case 3 where segments[0] == "v1" && segments[1] == "webhooks" && segments[2] == "plan":
-            return only(.POST, .webhook)
+            return only(.post, .webhook)
         case 3 where segments[0] == "v1" && segments[1] == "sessions" && !segments[2].isEmpty:
             let raw = String(segments[2])
-            return only(.GET, .session(id: raw.removingPercentEncodingOrSelf))
+            return only(.get, .session(id: raw.removingPercentEncodingOrSelf))
         default:
             return .notFound
         }

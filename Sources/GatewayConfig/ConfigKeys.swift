@@ -71,7 +71,9 @@ extension ConfigKey {
             key(
                 "plan_app", "webhook_secrets", .stringList, .stringList([]), secret: true, reloadable: true,
                 "whsec_ secrets; any verifies, the first signs status callbacks"),
-            key("plan_app", "api_keys", .stringList, .stringList([]), secret: true, reloadable: true, "REST bearer keys"),
+            key(
+                "plan_app", "api_keys", .stringList, .stringList([]), secret: true, reloadable: true, "REST bearer keys"
+            ),
             key("plan_app", "callback_url", .string, .string(""), "where status changes are POSTed (optional)"),
             key(
                 "plan_app", "timestamp_tolerance_s", .int, .int(300), reloadable: true,
@@ -86,7 +88,9 @@ extension ConfigKey {
                 "security", "token_key", .string, .string(""), secret: true,
                 "base64:<32 bytes>, AES-256-GCM key for tokens at rest"),
             key("log", "format", .string, .string("logfmt"), reloadable: true, "logfmt or json"),
-            key("log", "level", .string, .string("info"), reloadable: true, "trace, debug, info, notice, warning, error"),
+            key(
+                "log", "level", .string, .string("info"), reloadable: true, "trace, debug, info, notice, warning, error"
+            ),
         ]
         + providerKeys(
             "garmin", authorize: "https://connect.garmin.com/oauth2Confirm",

@@ -138,19 +138,19 @@ public struct GatewayConfig: Sendable, Equatable {
     }
 
     private static func parseEnvironment(_ raw: String, for key: ConfigKey) throws(ConfigError) -> ConfigValue {
-        let where_ = "\(key.path) (from \(key.environmentName))"
+        let location = "\(key.path) (from \(key.environmentName))"
         switch key.kind {
         case .string: return .string(raw)
         case .int:
             guard let i = Int(raw.trimmingCharacters(in: .whitespaces)) else {
-                throw ConfigError(key: where_, reason: "expected an integer")
+                throw ConfigError(key: location, reason: "expected an integer")
             }
             return .int(i)
         case .bool:
             switch raw.lowercased() {
             case "true", "1", "yes", "on": return .bool(true)
             case "false", "0", "no", "off": return .bool(false)
-            default: throw ConfigError(key: where_, reason: "expected true or false")
+            default: throw ConfigError(key: location, reason: "expected true or false")
             }
         case .stringList:
             return .stringList(

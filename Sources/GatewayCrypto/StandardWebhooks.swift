@@ -108,7 +108,9 @@ public final class WebhookSigner {
 
     /// The `webhook-signature` header value: `v1,<base64>`.
     public func signature(id: String, timestamp: Int64, body: [UInt8]) -> String {
-        let mac = body.withUnsafeBytes { WebhookVerifier.sign(mac: self.mac, id: id, timestamp: String(timestamp), body: $0) }
+        let mac = body.withUnsafeBytes {
+            WebhookVerifier.sign(mac: self.mac, id: id, timestamp: String(timestamp), body: $0)
+        }
         return "v1," + Base64.encode(mac)
     }
 }

@@ -1,5 +1,5 @@
-import Foundation
 private import CLibEvent
+import Foundation
 
 /// One libevent event_base, driven by one thread.
 ///
@@ -23,9 +23,11 @@ public final class EventLoop: @unchecked Sendable {
         guard let base = event_base_new() else { fatalError("event_base_new failed") }
         self.base = base
         let context = Unmanaged.passUnretained(self).toOpaque()
-        mailboxEvent = event_new(base, -1, 0, { _, _, context in
-            Unmanaged<EventLoop>.fromOpaque(context!).takeUnretainedValue().drainMailbox()
-        }, context)
+        mailboxEvent = event_new(
+            base, -1, 0,
+            { _, _, context in
+                Unmanaged<EventLoop>.fromOpaque(context!).takeUnretainedValue().drainMailbox()
+            }, context)
     }
 
     deinit {

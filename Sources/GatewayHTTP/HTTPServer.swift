@@ -1,9 +1,10 @@
+private import CLibEvent
 import Foundation
 import Logging
-private import CLibEvent
 
 public enum HTTPMethod: String, Sendable {
-    case GET, POST, PUT, DELETE, HEAD, OPTIONS, PATCH, other
+    case get = "GET", post = "POST", put = "PUT", delete = "DELETE", head = "HEAD", options = "OPTIONS"
+    case patch = "PATCH", other = "OTHER"
 }
 
 /// Limits that keep one client from holding the server (SPEC §7, issue 2 robustness).
@@ -36,13 +37,13 @@ public final class HTTPRequest: @unchecked Sendable {
         self.raw = raw
         startNanos = DispatchTime.now().uptimeNanoseconds
         switch evhttp_request_get_command(raw) {
-        case EVHTTP_REQ_GET: method = .GET
-        case EVHTTP_REQ_POST: method = .POST
-        case EVHTTP_REQ_PUT: method = .PUT
-        case EVHTTP_REQ_DELETE: method = .DELETE
-        case EVHTTP_REQ_HEAD: method = .HEAD
-        case EVHTTP_REQ_OPTIONS: method = .OPTIONS
-        case EVHTTP_REQ_PATCH: method = .PATCH
+        case EVHTTP_REQ_GET: method = .get
+        case EVHTTP_REQ_POST: method = .post
+        case EVHTTP_REQ_PUT: method = .put
+        case EVHTTP_REQ_DELETE: method = .delete
+        case EVHTTP_REQ_HEAD: method = .head
+        case EVHTTP_REQ_OPTIONS: method = .options
+        case EVHTTP_REQ_PATCH: method = .patch
         default: method = .other
         }
         if let uri = evhttp_request_get_evhttp_uri(raw) {
@@ -151,8 +152,7 @@ public final class HTTPServer {
     public private(set) var port: Int = 0
 
     /// `handler` runs on the loop thread for every request.
-    public init(loop: EventLoop, limits: HTTPServerLimits, logger: Logger, handler: @escaping (HTTPRequest) -> Void)
-    {
+    public init(loop: EventLoop, limits: HTTPServerLimits, logger: Logger, handler: @escaping (HTTPRequest) -> Void) {
         self.loop = loop
         self.limits = limits
         self.handler = handler
@@ -195,7 +195,9 @@ public final class HTTPServer {
             }
         } else {
             self.port = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin6_port)) }
+                $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) {
+                    Int(UInt16(bigEndian: $0.pointee.sin6_port))
+                }
             }
         }
     }

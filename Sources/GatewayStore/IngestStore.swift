@@ -62,7 +62,9 @@ struct IngestStatements {
                 .text(session.date), SQLValue(session.startTime), .text(record.webhookID),
                 SQLValue(status?.rawValue), .int(now),
             ])
-            if needsPush { try upsertJob(kind: "session.push", subject: session.id, revision: session.revision, now: now) }
+            if needsPush {
+                try upsertJob(kind: "session.push", subject: session.id, revision: session.revision, now: now)
+            }
             return .applied
         case .sessionDeleted(let ref):
             let stored = try storedState(ref.id)

@@ -53,7 +53,9 @@ struct Migrate: ParsableCommand {
         try ensureParentDirectory(config.storagePath)
         let db = try Database.openForWriting(path: config.storagePath)
         let applied = try Schema.migrate(db, now: WallClock.nowMillis())
-        print(applied.isEmpty ? "schema is up to date" : "applied migrations: \(applied.map(String.init).joined(separator: ", "))")
+        print(
+            applied.isEmpty
+                ? "schema is up to date" : "applied migrations: \(applied.map(String.init).joined(separator: ", "))")
     }
 }
 
@@ -87,7 +89,8 @@ struct Serve: ParsableCommand {
         do {
             writer = try StoreWriter(path: config.storagePath, logger: logger)
         } catch {
-            logger.critical("cannot open the database", metadata: ["path": "\(config.storagePath)", "error": "\(error)"])
+            logger.critical(
+                "cannot open the database", metadata: ["path": "\(config.storagePath)", "error": "\(error)"])
             throw ExitCode(1)
         }
 
@@ -133,7 +136,9 @@ func reload(configPath: String?, app: GatewayApp, loop: EventLoop, logger: Logge
     logger.info("got SIGHUP, reloading", metadata: ["config": "\(configPath ?? "(defaults)")"])
     let box = UncheckedSendable(app)
     DispatchQueue.global().async {
-        let result = Result { try GatewayConfig.load(path: configPath, environment: ProcessInfo.processInfo.environment) }
+        let result = Result {
+            try GatewayConfig.load(path: configPath, environment: ProcessInfo.processInfo.environment)
+        }
         let resultBox = UncheckedSendable(result)
         loop.execute {
             do {

@@ -33,7 +33,8 @@ private let secret = "whsec_" + Data((0..<32).map { _ in UInt8.random(in: 0...25
     let config = try GatewayConfig.parse(
         toml: toml,
         environment: [
-            "GATEWAYD_SERVER_LISTEN": "0.0.0.0:9100", "GATEWAYD_PLAN_APP_API_KEYS": "k1-0123456789abcdef, k2-0123456789abcdef",
+            "GATEWAYD_SERVER_LISTEN": "0.0.0.0:9100",
+            "GATEWAYD_PLAN_APP_API_KEYS": "k1-0123456789abcdef, k2-0123456789abcdef",
             "GATEWAYD_PROVIDERS_GARMIN_CLIENT_SECRET": "s3cr3t", "GATEWAYD_PLAN_APP_WEBHOOK_SECRETS": secret,
             "GATEWAYD_PUSH_WORKERS": "4", "GATEWAYD_PROVIDERS_WAHOO_ENABLED": "false",
         ], baseDirectory: nil)
@@ -51,7 +52,10 @@ private let secret = "whsec_" + Data((0..<32).map { _ in UInt8.random(in: 0...25
     ("[server]\nlisten = \"nowhere\"", "server.listen: expected host:port"),
     ("[server]\nbogus = 1", "server.bogus: unknown key"),
     ("[nope]\na = 1", "nope: unknown section"),
-    ("[plan_app]\nwebhook_secrets = [\"abc\"]", "plan_app.webhook_secrets[0]: expected whsec_<base64 of at least 16 bytes>"),
+    (
+        "[plan_app]\nwebhook_secrets = [\"abc\"]",
+        "plan_app.webhook_secrets[0]: expected whsec_<base64 of at least 16 bytes>"
+    ),
     ("[plan_app]\napi_keys = \"k\"", "plan_app.api_keys: expected an array of strings"),
     ("[security]\ntoken_key = \"base64:AAAA\"", "security.token_key: expected base64:<32 bytes>"),
     ("[push]\nmax_attempts = 0", "push.max_attempts: must be 1...1000"),
@@ -122,7 +126,9 @@ func errorsNameTheKey(toml: String, expected: String) {
         } else if !text.hasPrefix("#"), let eq = text.firstIndex(of: "=") {
             let key = text[..<eq].trimmingCharacters(in: .whitespaces)
             var value = text[text.index(after: eq)...].trimmingCharacters(in: .whitespaces)
-            if let hash = value.range(of: "  #") { value = value[..<hash.lowerBound].trimmingCharacters(in: .whitespaces) }
+            if let hash = value.range(of: "  #") {
+                value = value[..<hash.lowerBound].trimmingCharacters(in: .whitespaces)
+            }
             found["\(section).\(key)"] = value
         }
     }

@@ -52,21 +52,36 @@ private func problem(_ value: JSONValue) -> String? {
 }
 
 @Test func errorsNameTheField() {
-    #expect(problem(envelope(data: ["session": session(["revision": "3"])])) == "data.session.revision: must be an integer, got string")
-    #expect(problem(envelope(data: ["session": session(["revision": 2.5])])) == "data.session.revision: must be an integer, got number")
+    #expect(
+        problem(envelope(data: ["session": session(["revision": "3"])]))
+            == "data.session.revision: must be an integer, got string")
+    #expect(
+        problem(envelope(data: ["session": session(["revision": 2.5])]))
+            == "data.session.revision: must be an integer, got number")
     #expect(problem(envelope(data: ["session": session(["revision": -1])])) == "data.session.revision: must be >= 0")
-    #expect(problem(envelope(data: ["session": session(["date": "2026-13-45"])])) == "data.session.date: must be a date YYYY-MM-DD")
-    #expect(problem(envelope(data: ["session": session(["date": "2026-02-29"])])) == "data.session.date: must be a date YYYY-MM-DD")
+    #expect(
+        problem(envelope(data: ["session": session(["date": "2026-13-45"])]))
+            == "data.session.date: must be a date YYYY-MM-DD")
+    #expect(
+        problem(envelope(data: ["session": session(["date": "2026-02-29"])]))
+            == "data.session.date: must be a date YYYY-MM-DD")
     #expect(problem(envelope(data: ["session": session(["date": "2028-02-29"])])) == nil)
     #expect(problem(envelope(data: ["session": session(["id": ""])])) == "data.session.id: must not be empty")
-    #expect(problem(envelope(data: ["session": session(removing: ["athleteId"])])) == "data.session.athleteId: is required")
+    #expect(
+        problem(envelope(data: ["session": session(removing: ["athleteId"])])) == "data.session.athleteId: is required")
     #expect(problem(envelope(data: ["session": session(removing: ["workout"])])) == "data.session.workout: is required")
     #expect(problem(envelope(data: ["session": session(["sessionType": "STRENGTH"], removing: ["workout"])])) == nil)
-    #expect(problem(envelope(data: ["session": session(["startTime": "06:30"])])) == "data.session.startTime: must be an ISO-8601 date-time")
-    #expect(problem(envelope(data: ["session": session(["workout": "run"])])) == "data.session.workout: must be an object, got string")
+    #expect(
+        problem(envelope(data: ["session": session(["startTime": "06:30"])]))
+            == "data.session.startTime: must be an ISO-8601 date-time")
+    #expect(
+        problem(envelope(data: ["session": session(["workout": "run"])]))
+            == "data.session.workout: must be an object, got string")
     #expect(problem(envelope(data: "x")) == "data: must be an object, got string")
     #expect(problem(["timestamp": "2026-11-25T08:00:00Z", "data": [:]]) == "type: is required")
-    #expect(problem(["type": "session.updated", "timestamp": "yesterday", "data": [:]]) == "timestamp: must be an ISO-8601 date-time")
+    #expect(
+        problem(["type": "session.updated", "timestamp": "yesterday", "data": [:]])
+            == "timestamp: must be an ISO-8601 date-time")
     #expect(problem(envelope(data: [:])) == "data.session: is required")
     #expect(problem(["a", "b"]) == "$: must be an object, got array")
 }

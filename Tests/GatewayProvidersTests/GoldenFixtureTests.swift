@@ -8,73 +8,73 @@ import Testing
 /// holds a session, an export target and the exact validation message.
 /// `UPDATE_GOLDENS=1 swift test ...` rewrites the expectations (review the diff!).
 struct GoldenFixtureTests {
-  static let validNames = Fixtures.names("valid")
-  static let invalidNames = Fixtures.names("invalid")
+    static let validNames = Fixtures.names("valid")
+    static let invalidNames = Fixtures.names("invalid")
 
-  @Test func enoughFixtures() {
-    #expect(Self.validNames.count >= 15)
-    #expect(Self.invalidNames.count >= 15)
-  }
+    @Test func enoughFixtures() {
+        #expect(Self.validNames.count >= 15)
+        #expect(Self.invalidNames.count >= 15)
+    }
 
-  static func outcome(_ body: () throws(ValidationFailure) -> JSONValue) -> JSONValue {
-    do {
-      return try body()
-    } catch {
-      return ["error": .string(error.message)]
+    static func outcome(_ body: () throws(ValidationFailure) -> JSONValue) -> JSONValue {
+        do {
+            return try body()
+        } catch {
+            return ["error": .string(error.message)]
+        }
     }
-  }
 
-  @Test(arguments: validNames)
-  func garminGolden(name: String) throws {
-    let fixture = try Fixtures.load("valid", name)
-    let session = try ExportSession.decode(from: fixture["session"]!)
-    let actual = Self.outcome { () throws(ValidationFailure) in
-      try GarminWorkoutEncoder.encode(session)
+    @Test(arguments: validNames)
+    func garminGolden(name: String) throws {
+        let fixture = try Fixtures.load("valid", name)
+        let session = try ExportSession.decode(from: fixture["session"]!)
+        let actual = Self.outcome { () throws(ValidationFailure) in
+            try GarminWorkoutEncoder.encode(session)
+        }
+        if Fixtures.updating {
+            try Fixtures.update("valid", name, key: "garmin", value: actual)
+            return
+        }
+        let expected = try #require(fixture["garmin"])
+        #expect(
+            jsonDifference(actual, expected) == nil, "\(name): \(jsonDifference(actual, expected) ?? "")")
     }
-    if Fixtures.updating {
-      try Fixtures.update("valid", name, key: "garmin", value: actual)
-      return
-    }
-    let expected = try #require(fixture["garmin"])
-    #expect(
-      jsonDifference(actual, expected) == nil, "\(name): \(jsonDifference(actual, expected) ?? "")")
-  }
 
-  @Test(arguments: validNames)
-  func wahooGolden(name: String) throws {
-    let fixture = try Fixtures.load("valid", name)
-    let session = try ExportSession.decode(from: fixture["session"]!)
-    let actual = Self.outcome { () throws(ValidationFailure) in try WahooPlanEncoder.plan(session) }
-    if Fixtures.updating {
-      try Fixtures.update("valid", name, key: "wahoo", value: actual)
-      return
+    @Test(arguments: validNames)
+    func wahooGolden(name: String) throws {
+        let fixture = try Fixtures.load("valid", name)
+        let session = try ExportSession.decode(from: fixture["session"]!)
+        let actual = Self.outcome { () throws(ValidationFailure) in try WahooPlanEncoder.plan(session) }
+        if Fixtures.updating {
+            try Fixtures.update("valid", name, key: "wahoo", value: actual)
+            return
+        }
+        let expected = try #require(fixture["wahoo"])
+        #expect(
+            jsonDifference(actual, expected) == nil, "\(name): \(jsonDifference(actual, expected) ?? "")")
     }
-    let expected = try #require(fixture["wahoo"])
-    #expect(
-      jsonDifference(actual, expected) == nil, "\(name): \(jsonDifference(actual, expected) ?? "")")
-  }
 
-  @Test(arguments: invalidNames)
-  func invalidFixture(name: String) throws {
-    let fixture = try Fixtures.load("invalid", name)
-    let target = try #require(ExportTarget(rawValue: fixture["target"]?.stringValue ?? ""))
-    let message = ExportSession.validationError(session: fixture["session"]!, for: target)
-    if Fixtures.updating {
-      try Fixtures.update(
-        "invalid", name, key: "error", value: message.map { .string($0) } ?? .null)
-      return
+    @Test(arguments: invalidNames)
+    func invalidFixture(name: String) throws {
+        let fixture = try Fixtures.load("invalid", name)
+        let target = try #require(ExportTarget(rawValue: fixture["target"]?.stringValue ?? ""))
+        let message = ExportSession.validationError(session: fixture["session"]!, for: target)
+        if Fixtures.updating {
+            try Fixtures.update(
+                "invalid", name, key: "error", value: message.map { .string($0) } ?? .null)
+            return
+        }
+        let expected = try #require(fixture["error"]?.stringValue)
+        #expect(message == expected)
+        // Every invalid fixture also fails through the exporter entry points of its target.
+        if let session = try? ExportSession.decode(from: fixture["session"]!) {
+            switch target {
+            case .garmin:
+                #expect(throws: ValidationFailure.self) { try GarminWorkoutEncoder.encode(session) }
+            case .wahoo: #expect(throws: ValidationFailure.self) { try WahooPlanEncoder.plan(session) }
+            case .fit, .generic:
+                #expect(throws: ValidationFailure.self) { try FITWorkoutEncoder.encode(session) }
+            }
+        }
     }
-    let expected = try #require(fixture["error"]?.stringValue)
-    #expect(message == expected)
-    // Every invalid fixture also fails through the exporter entry points of its target.
-    if let session = try? ExportSession.decode(from: fixture["session"]!) {
-      switch target {
-      case .garmin:
-        #expect(throws: ValidationFailure.self) { try GarminWorkoutEncoder.encode(session) }
-      case .wahoo: #expect(throws: ValidationFailure.self) { try WahooPlanEncoder.plan(session) }
-      case .fit, .generic:
-        #expect(throws: ValidationFailure.self) { try FITWorkoutEncoder.encode(session) }
-      }
-    }
-  }
 }

@@ -108,7 +108,8 @@ public enum ISODateTime {
         } else {
             return nil
         }
-        let seconds = Int64(date.daysSinceEpoch) * 86400 + Int64(hour * 3600 + minute * 60 + second)
+        let seconds =
+            Int64(date.daysSinceEpoch) * 86400 + Int64(hour * 3600 + minute * 60 + second)
             - Int64(offsetMinutes * 60)
         return seconds * 1000 + Int64(millis)
     }

@@ -43,7 +43,8 @@ public enum SessionTransition: Equatable, Sendable {
     ) -> SessionTransition {
         if let stored, incomingRevision <= stored.revision { return .stale }
         let touchesDevice =
-            (incomingIsEndurance && !isDelete) || (stored?.isEndurance ?? false) || (stored?.hasExternalWorkout ?? false)
+            (incomingIsEndurance && !isDelete) || (stored?.isEndurance ?? false)
+            || (stored?.hasExternalWorkout ?? false)
         guard touchesDevice else { return .apply(status: nil, needsPush: false) }
         return .apply(status: hasConnection ? .pending : .notConnected, needsPush: true)
     }
