@@ -145,11 +145,22 @@ public final class GatewayApp: @unchecked Sendable {
         guard let decoded else { return }
         let event: PlanEvent
         let body: [UInt8]
+        let webhookID = id ?? ""
         switch decoded {
-        case .failure(let error): return reject(400, error.code, error.message)
+        case .failure(let error):
+            // A retried webhook-id is a duplicate whatever its body: look before refusing.
+            return reads.run(
+                loop: loop, { db in try SessionQueries(db: db).webhookSeen(webhookID) },
+                then: { [self] seen in
+                    if case .success(true) = seen {
+                        metrics.webhook(outcome: "duplicate")
+                        respond(request, route, 200, #"{"duplicate":true}"#)
+                    } else {
+                        reject(400, error.code, error.message)
+                    }
+                })
         case .success(let value): (event, body) = value
         }
-        let webhookID = id ?? ""
         let record = IngestRecord(
             webhookID: webhookID, receivedAtMillis: WallClock.nowMillis(), event: event, body: body)
         writer.submit(

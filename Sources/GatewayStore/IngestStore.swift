@@ -37,9 +37,21 @@ struct IngestStatements {
             return try insertEvent(record, outcome: .ignored) ? .ignored : .duplicate
         case .athleteDeleted(let athleteID):
             guard try insertEvent(record, outcome: .applied) else { return .duplicate }
+            // Sessions and their pending pushes go now; the job revokes the athlete's
+            // provider connections. The tombstone keeps late session events out.
+            try db.statement(
+                "DELETE FROM jobs WHERE kind = 'session.push' AND subject IN (SELECT id FROM sessions WHERE athlete_id = ?)"
+            ).run([.text(athleteID)])
+            try db.statement("DELETE FROM sessions WHERE athlete_id = ?").run([.text(athleteID)])
+            try db.statement("INSERT OR REPLACE INTO deleted_athletes(athlete_id, deleted_at_ms) VALUES(?, ?)").run([
+                .text(athleteID), .int(now),
+            ])
             try upsertJob(kind: "athlete.delete", subject: athleteID, revision: 0, now: now)
             return .applied
         case .sessionUpsert(let session):
+            if try athleteDeleted(session.athleteID) {
+                return try insertEvent(record, outcome: .stale) ? .stale : .duplicate
+            }
             let stored = try storedState(session.id)
             let decision = SessionTransition.decide(
                 stored: stored, incomingRevision: session.revision, incomingIsEndurance: session.isEndurance,
@@ -67,6 +79,9 @@ struct IngestStatements {
             }
             return .applied
         case .sessionDeleted(let ref):
+            if try athleteDeleted(ref.athleteID) {
+                return try insertEvent(record, outcome: .stale) ? .stale : .duplicate
+            }
             let stored = try storedState(ref.id)
             let decision = SessionTransition.decide(
                 stored: stored, incomingRevision: ref.revision, incomingIsEndurance: stored?.isEndurance ?? false,
@@ -103,19 +118,24 @@ struct IngestStatements {
         try statement.bind(.int(record.receivedAtMillis), at: 2)
         try statement.bind(.text(record.event.typeName), at: 3)
         try statement.bind(.text(outcome.rawValue), at: 4)
+        defer { statement.reset() }
         try record.body.withUnsafeBytes { raw in try statement.bindBlob(raw, at: 5) }
         while try statement.step() {}
         return db.changes == 1
     }
 
     private func storedState(_ id: String) throws -> StoredSessionState? {
-        let statement = try db.statement(
-            "SELECT revision, session_type, deleted, external_workout_id FROM sessions WHERE id = ?")
-        try statement.bind([.text(id)])
-        guard try statement.step() else { return nil }
-        return StoredSessionState(
-            revision: statement.int(0), isEndurance: statement.text(1) == "ENDURANCE", deleted: statement.int(2) != 0,
-            hasExternalWorkout: !statement.isNull(3))
+        try db.queryFirst(
+            "SELECT revision, session_type, deleted, external_workout_id FROM sessions WHERE id = ?", [.text(id)]
+        ) {
+            StoredSessionState(
+                revision: $0.int(0), isEndurance: $0.text(1) == "ENDURANCE", deleted: $0.int(2) != 0,
+                hasExternalWorkout: !$0.isNull(3))
+        }
+    }
+
+    private func athleteDeleted(_ athleteID: String) throws -> Bool {
+        try db.scalarInt("SELECT 1 FROM deleted_athletes WHERE athlete_id = ?", [.text(athleteID)]) != nil
     }
 
     private func upsertJob(kind: String, subject: String, revision: Int64, now: Int64) throws {

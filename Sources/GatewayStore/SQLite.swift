@@ -89,12 +89,27 @@ public final class Database {
     public var changes: Int { Int(sqlite3_changes(handle)) }
     public var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }
 
-    /// Scalar query helper.
-    public func scalarInt(_ sql: String, _ arguments: [SQLValue] = []) throws(SQLiteError) -> Int64? {
+    /// Runs a query and hands each row to `row`; the statement is reset afterwards.
+    public func query(_ sql: String, _ arguments: [SQLValue] = [], row: (Statement) throws -> Void) throws {
         let statement = try self.statement(sql)
+        defer { statement.reset() }
         try statement.bind(arguments)
-        guard try statement.step() else { return nil }
-        return statement.isNull(0) ? nil : statement.int(0)
+        while try statement.step() { try row(statement) }
+    }
+
+    /// The first row mapped by `transform`, or nil; the statement is reset afterwards.
+    public func queryFirst<T>(_ sql: String, _ arguments: [SQLValue] = [], _ transform: (Statement) throws -> T)
+        throws -> T?
+    {
+        let statement = try self.statement(sql)
+        defer { statement.reset() }
+        try statement.bind(arguments)
+        return try statement.step() ? transform(statement) : nil
+    }
+
+    /// Scalar query helper.
+    public func scalarInt(_ sql: String, _ arguments: [SQLValue] = []) throws -> Int64? {
+        try queryFirst(sql, arguments) { $0.isNull(0) ? nil : $0.int(0) } ?? nil
     }
 
     /// Registers a callback run after each commit with the number of pages in the WAL.
@@ -147,7 +162,9 @@ public final class Statement {
 
     deinit { sqlite3_finalize(handle) }
 
-    func reset() {
+    /// Ends the statement's current run. A stepped statement that is not reset keeps
+    /// its read transaction open, pinning the connection to an old snapshot.
+    public func reset() {
         sqlite3_reset(handle)
         sqlite3_clear_bindings(handle)
     }
@@ -206,6 +223,7 @@ public final class Statement {
     /// Binds, runs to completion, and returns the number of changed rows.
     @discardableResult
     public func run(_ values: [SQLValue] = []) throws(SQLiteError) -> Int {
+        defer { reset() }
         try bind(values)
         while try step() {}
         return database.changes

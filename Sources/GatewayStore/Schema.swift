@@ -45,6 +45,10 @@ public enum Schema {
                 UNIQUE(kind, subject)
             );
             CREATE INDEX jobs_due ON jobs(due_at_ms);
+            CREATE TABLE deleted_athletes(
+                athlete_id TEXT PRIMARY KEY,
+                deleted_at_ms INTEGER NOT NULL
+            ) WITHOUT ROWID;
             CREATE TABLE probes(id INTEGER PRIMARY KEY CHECK (id = 1), at_ms INTEGER NOT NULL);
             """
         )

@@ -58,26 +58,30 @@ public struct SessionQueries {
         last_export_error, attempts, next_attempt_at_ms
         """
 
+    /// Whether a webhook-id was accepted before (the duplicate check for bodies that
+    /// do not parse: a retried id is a duplicate whatever its body).
+    public func webhookSeen(_ webhookID: String) throws -> Bool {
+        try db.scalarInt("SELECT 1 FROM webhook_events WHERE webhook_id = ?", [.text(webhookID)]) != nil
+    }
+
     public func status(id: String) throws -> SessionStatusRow? {
-        let statement = try db.statement("SELECT \(Self.columns) FROM sessions WHERE id = ?")
-        try statement.bind([.text(id)])
-        return try statement.step() ? Self.row(statement) : nil
+        try db.queryFirst("SELECT \(Self.columns) FROM sessions WHERE id = ?", [.text(id)], Self.row)
     }
 
     /// One page, ordered by id; `hasMore` says whether another page follows.
     public func list(_ filter: SessionFilter) throws -> (rows: [SessionStatusRow], hasMore: Bool) {
-        let statement = try db.statement(
+        var rows: [SessionStatusRow] = []
+        try db.query(
             """
             SELECT \(Self.columns) FROM sessions
             WHERE (?1 IS NULL OR athlete_id = ?1) AND (?2 IS NULL OR export_status = ?2) AND (?3 IS NULL OR id > ?3)
             ORDER BY id LIMIT ?4
-            """)
-        try statement.bind([
-            SQLValue(filter.athleteID), SQLValue(filter.status?.rawValue), SQLValue(filter.afterID),
-            .int(Int64(filter.limit + 1)),
-        ])
-        var rows: [SessionStatusRow] = []
-        while try statement.step() { rows.append(Self.row(statement)) }
+            """,
+            [
+                SQLValue(filter.athleteID), SQLValue(filter.status?.rawValue), SQLValue(filter.afterID),
+                .int(Int64(filter.limit + 1)),
+            ]
+        ) { rows.append(Self.row($0)) }
         let hasMore = rows.count > filter.limit
         if hasMore { rows.removeLast() }
         return (rows, hasMore)

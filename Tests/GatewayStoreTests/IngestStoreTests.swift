@@ -173,3 +173,32 @@ private final class ResultCounter: @unchecked Sendable {
     func increment() { lock.withLock { count += 1 } }
     var value: Int { lock.withLock { count } }
 }
+
+@Test func athleteDeletionRemovesSessionsAndKeepsThemOut() throws {
+    let temp = TempDatabase()
+    let writer = try StoreWriter(path: temp.path, logger: Logger(label: "test"))
+    _ = try submit(writer, "a1", upsert("x1", revision: 1, athlete: "gone"))
+    _ = try submit(writer, "a2", upsert("x2", revision: 1, athlete: "kept"))
+    #expect(try submit(writer, "a3", .athleteDeleted(athleteID: "gone")) == .applied)
+    #expect(try submit(writer, "a4", upsert("x1", revision: 2, athlete: "gone")) == .stale)
+    writer.shutdown()
+    let db = try Database.openForReading(path: temp.path)
+    #expect(try row(db, "x1") == nil)
+    #expect(try row(db, "x2") != nil)
+    #expect(try db.scalarInt("SELECT COUNT(*) FROM jobs WHERE subject = 'x1'") == 0)
+    #expect(try db.scalarInt("SELECT COUNT(*) FROM jobs WHERE kind = 'athlete.delete' AND subject = 'gone'") == 1)
+}
+
+@Test func readerSeesNewCommitsAfterEarlierReads() throws {
+    let temp = TempDatabase()
+    let writer = try StoreWriter(path: temp.path, logger: Logger(label: "test"))
+    _ = try submit(writer, "r1", upsert("y1", revision: 1, athlete: "p"))
+    let queries = SessionQueries(db: try Database.openForReading(path: temp.path))
+    #expect(try queries.status(id: "y1") != nil)
+    _ = try submit(writer, "r2", upsert("y2", revision: 1, athlete: "q"))
+    // A statement left open after the first read would pin the old snapshot.
+    #expect(try queries.list(SessionFilter(athleteID: "q")).rows.map(\.sessionID) == ["y2"])
+    #expect(try queries.webhookSeen("r2"))
+    #expect(try !queries.webhookSeen("r3"))
+    writer.shutdown()
+}
