@@ -3,6 +3,7 @@ import GatewayConfig
 import GatewayCore
 import GatewayCrypto
 import GatewayHTTP
+import GatewayProviders
 import GatewayStore
 import Logging
 
@@ -72,6 +73,9 @@ public final class GatewayApp: @unchecked Sendable {
         case .session(let id):
             guard authorized(request, route) else { return }
             readSession(request, route, id: id)
+        case .workoutFIT(let id):
+            guard authorized(request, route) else { return }
+            workoutFIT(request, route, id: id)
         case .wrongMethod(_, let allowed):
             respondError(
                 request, route, 405, "method_not_allowed",
@@ -270,6 +274,52 @@ public final class GatewayApp: @unchecked Sendable {
             })
     }
 
+    /// The session as a FIT workout file, for devices without a push API (SPEC §4).
+    /// Decoding and encoding run on the reader queue, off the loop.
+    private func workoutFIT(_ request: HTTPRequest, _ route: Route, id: String) {
+        reads.run(
+            loop: loop,
+            { db -> FITOutcome in
+                guard let event = try SessionQueries(db: db).latestEvent(sessionID: id) else { return .notFound }
+                if event.deleted { return .deleted }
+                guard event.sessionType == "ENDURANCE" else { return .invalid("not an ENDURANCE session") }
+                guard let root = try? JSONParser.parse(event.body), let session = root["data"]?["session"] else {
+                    return .invalid("the stored event has no session")
+                }
+                do throws(ValidationFailure) {
+                    return .file(try FITWorkoutEncoder.encode(try ExportSession.decode(from: session)))
+                } catch {
+                    return .invalid(error.message)
+                }
+            },
+            then: { [self] result in
+                switch result {
+                case .success(.file(let bytes)):
+                    let name = Self.fileName(id)
+                    respond(
+                        request, route, 200, bytes, contentType: "application/vnd.ant.fit",
+                        extraHeaders: [("Content-Disposition", "attachment; filename=\"\(name).fit\"")])
+                case .success(.notFound): respondError(request, route, 404, "not_found", "no session \(id)")
+                case .success(.deleted): respondError(request, route, 404, "not_found", "session \(id) was deleted")
+                case .success(.invalid(let message)):
+                    respondError(request, route, 422, "validation_failed", message)
+                case .failure(let error): readFailed(request, route, error)
+                }
+            })
+    }
+
+    /// A session id reduced to characters safe in a Content-Disposition filename.
+    static func fileName(_ id: String) -> String {
+        let safe = id.unicodeScalars.map { scalar -> Character in
+            let ok =
+                scalar.isASCII
+                && (scalar.properties.isAlphabetic || ("0"..."9").contains(scalar)
+                    || "_-.".unicodeScalars.contains(scalar))
+            return ok ? Character(scalar) : "_"
+        }
+        return String(safe.prefix(100))
+    }
+
     private func readFailed(_ request: HTTPRequest, _ route: Route, _ error: any Error) {
         logger.error("read failed", metadata: ["error": "\(error)"])
         respondError(request, route, 503, "storage_unavailable", "the database could not be read; retry later")
@@ -299,6 +349,13 @@ public final class GatewayApp: @unchecked Sendable {
                 }
             })
     }
+}
+
+enum FITOutcome {
+    case file([UInt8])
+    case notFound
+    case deleted
+    case invalid(String)
 }
 
 /// Runs read-only queries off the loop thread, on one reader connection with its

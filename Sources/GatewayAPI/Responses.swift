@@ -18,6 +18,7 @@ enum Route: Equatable {
     case webhook
     case sessions
     case session(id: String)
+    case workoutFIT(sessionID: String)
     /// Known path, method not allowed there.
     case wrongMethod(template: String, allowed: [String])
     case notFound
@@ -30,6 +31,7 @@ enum Route: Equatable {
         case .webhook: return "/v1/webhooks/plan"
         case .sessions: return "/v1/sessions"
         case .session: return "/v1/sessions/{id}"
+        case .workoutFIT: return "/v1/sessions/{id}/workout.fit"
         case .wrongMethod(let template, _): return template
         case .notFound: return "unmatched"
         }
@@ -57,6 +59,9 @@ enum Route: Equatable {
         case 3 where segments[0] == "v1" && segments[1] == "sessions" && !segments[2].isEmpty:
             let raw = String(segments[2])
             return only(.get, .session(id: raw.removingPercentEncodingOrSelf))
+        case 4 where segments[0] == "v1" && segments[1] == "sessions" && !segments[2].isEmpty
+            && segments[3] == "workout.fit":
+            return only(.get, .workoutFIT(sessionID: String(segments[2]).removingPercentEncodingOrSelf))
         default:
             return .notFound
         }

@@ -64,6 +64,16 @@ public struct SessionQueries {
         try db.scalarInt("SELECT 1 FROM webhook_events WHERE webhook_id = ?", [.text(webhookID)]) != nil
     }
 
+    /// The session's latest accepted event body and whether it is deleted.
+    public func latestEvent(sessionID: String) throws -> (deleted: Bool, sessionType: String, body: [UInt8])? {
+        try db.queryFirst(
+            """
+            SELECT s.deleted, s.session_type, e.body FROM sessions s JOIN webhook_events e ON e.webhook_id = s.event_id
+            WHERE s.id = ?
+            """, [.text(sessionID)]
+        ) { ($0.int(0) != 0, $0.text(1) ?? "", $0.blob(2)) }
+    }
+
     public func status(id: String) throws -> SessionStatusRow? {
         try db.queryFirst("SELECT \(Self.columns) FROM sessions WHERE id = ?", [.text(id)], Self.row)
     }
