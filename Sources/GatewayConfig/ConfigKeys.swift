@@ -87,7 +87,7 @@ extension ConfigKey {
             key(
                 "security", "token_key", .string, .string(""), secret: true,
                 "base64:<32 bytes>, AES-256-GCM key for tokens at rest"),
-            key("log", "format", .string, .string("logfmt"), reloadable: true, "logfmt or json"),
+            key("log", "format", .string, .string("logfmt"), "logfmt or json"),
             key(
                 "log", "level", .string, .string("info"), reloadable: true, "trace, debug, info, notice, warning, error"
             ),
