@@ -59,7 +59,8 @@ enum Route: Equatable {
         case 3 where segments[0] == "v1" && segments[1] == "sessions" && !segments[2].isEmpty:
             let raw = String(segments[2])
             return only(.get, .session(id: raw.removingPercentEncodingOrSelf))
-        case 4 where segments[0] == "v1" && segments[1] == "sessions" && !segments[2].isEmpty
+        case 4
+        where segments[0] == "v1" && segments[1] == "sessions" && !segments[2].isEmpty
             && segments[3] == "workout.fit":
             return only(.get, .workoutFIT(sessionID: String(segments[2]).removingPercentEncodingOrSelf))
         default:

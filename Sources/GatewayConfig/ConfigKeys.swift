@@ -88,9 +88,7 @@ extension ConfigKey {
                 "security", "token_key", .string, .string(""), secret: true,
                 "base64:<32 bytes>, AES-256-GCM key for tokens at rest"),
             key("log", "format", .string, .string("logfmt"), "logfmt or json"),
-            key(
-                "log", "level", .string, .string("info"), reloadable: true, "trace, debug, info, notice, warning, error"
-            ),
+            key("log", "level", .string, .string("info"), "trace, debug, info, notice, warning, error"),
         ]
         + providerKeys(
             "garmin", authorize: "https://connect.garmin.com/oauth2Confirm",
