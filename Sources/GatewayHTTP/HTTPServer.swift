@@ -238,6 +238,7 @@ public final class HTTPServer {
 
     private func closed(_ connection: OpaquePointer) {
         connections.remove(connection)
+        logger.debug("connection closed", metadata: ["open": "\(connections.count)"])
         if listenerPaused, connections.count < limits.maxConnections, let bound,
             let listener = evhttp_bound_socket_get_listener(bound)
         {
