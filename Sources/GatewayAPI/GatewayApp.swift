@@ -198,12 +198,23 @@ public final class GatewayApp: @unchecked Sendable {
         }
     }
 
+    /// `application/json`, any case, optionally followed by parameters (`; charset=utf-8`).
     static func isJSON(_ contentType: String?) -> Bool {
-        guard let contentType else { return false }
-        let media = contentType.split(separator: ";", maxSplits: 1).first.map {
-            $0.trimmingCharacters(in: .whitespaces).lowercased()
+        guard var contentType else { return false }
+        return contentType.withUTF8 { bytes in
+            var start = 0
+            while start < bytes.count, bytes[start] == 0x20 || bytes[start] == 0x09 { start += 1 }
+            let expected = Array("application/json".utf8)
+            guard bytes.count - start >= expected.count else { return false }
+            for (k, e) in expected.enumerated() {
+                let b = bytes[start + k]
+                let lower = b >= 0x41 && b <= 0x5A ? b | 0x20 : b
+                if lower != e { return false }
+            }
+            var rest = start + expected.count
+            while rest < bytes.count, bytes[rest] == 0x20 || bytes[rest] == 0x09 { rest += 1 }
+            return rest == bytes.count || bytes[rest] == UInt8(ascii: ";")
         }
-        return media == "application/json"
     }
 
     // MARK: REST (SPEC §6)

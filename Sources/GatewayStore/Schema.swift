@@ -5,13 +5,16 @@ public enum Schema {
         (
             1, "ingest",
             """
+            -- A rowid table: bodies are appended in arrival order (one page filled after
+            -- another), and only the small id index takes a random page per event.
             CREATE TABLE webhook_events(
-                webhook_id TEXT PRIMARY KEY,
+                seq INTEGER PRIMARY KEY,
+                webhook_id TEXT NOT NULL UNIQUE,
                 received_at_ms INTEGER NOT NULL,
                 event_type TEXT NOT NULL,
                 outcome TEXT NOT NULL,          -- applied | stale | ignored
                 body BLOB NOT NULL
-            ) WITHOUT ROWID;
+            );
             CREATE TABLE sessions(
                 id TEXT PRIMARY KEY,
                 athlete_id TEXT NOT NULL,
@@ -31,10 +34,11 @@ public enum Schema {
                 created_at_ms INTEGER NOT NULL,
                 updated_at_ms INTEGER NOT NULL
             ) WITHOUT ROWID;
+            -- Listing by status scans in id order; an index on status would cost every
+            -- ingest a random page write for a rare query.
             CREATE INDEX sessions_athlete ON sessions(athlete_id, id);
-            CREATE INDEX sessions_status ON sessions(export_status, id);
+            -- The outbox: one row per subject, the newest revision wins.
             CREATE TABLE jobs(
-                id INTEGER PRIMARY KEY,
                 kind TEXT NOT NULL,             -- session.push | athlete.delete
                 subject TEXT NOT NULL,          -- session id | athlete id
                 revision INTEGER NOT NULL DEFAULT 0,
@@ -42,8 +46,8 @@ public enum Schema {
                 lease_until_ms INTEGER,
                 attempts INTEGER NOT NULL DEFAULT 0,
                 created_at_ms INTEGER NOT NULL,
-                UNIQUE(kind, subject)
-            );
+                PRIMARY KEY(kind, subject)
+            ) WITHOUT ROWID;
             CREATE INDEX jobs_due ON jobs(due_at_ms);
             CREATE TABLE deleted_athletes(
                 athlete_id TEXT PRIMARY KEY,
@@ -79,8 +83,13 @@ extension Database {
     /// (a 2xx means the fsync happened), no automatic checkpoints in the commit path.
     public static func openForWriting(path: String) throws -> Database {
         let db = try Database(path: path)
+        // 1 KiB pages: most rows are small and keyed by random ids, so each event
+        // dirties a few random B-tree pages; smaller pages mean fewer WAL bytes per
+        // event (measured: 11.5 KiB vs 25.7 KiB at 4 KiB pages). Only takes effect
+        // when the file is created.
         try db.execute(
             """
+            PRAGMA page_size=1024;
             PRAGMA journal_mode=WAL;
             PRAGMA synchronous=FULL;
             PRAGMA wal_autocheckpoint=0;

@@ -24,6 +24,10 @@ public final class StoreWriter: @unchecked Sendable {
     private var stopping = false
     private var stopped = false
     private let checkpointer: Checkpointer
+    /// WAL size after the last commit; written and read on the writer thread only.
+    private let walPages: WALPages
+    /// Past this many WAL pages the writer copies the tail itself (see Checkpointer).
+    static let tailCheckpointPages = 8192
     private let finished = DispatchSemaphore(value: 0)
 
     /// Pending operations and committed batches, for metrics and tests.
@@ -35,9 +39,14 @@ public final class StoreWriter: @unchecked Sendable {
         let db = try Database.openForWriting(path: path)
         try Schema.migrate(db, now: WallClock.nowMillis())
         checkpointer = try Checkpointer(path: path, logger: logger)
-        db.onWALCommit { [checkpointer] pages in checkpointer.walGrew(pages: pages) }
-        let box = UncheckedBox(db)
-        let thread = Thread { [self] in self.run(box.value) }
+        let pagesBox = WALPages()
+        db.onWALCommit { [checkpointer] pages in
+            pagesBox.value = pages
+            checkpointer.walGrew(pages: pages)
+        }
+        walPages = pagesBox
+        let box = UncheckedBox((db, try IngestStatements(db: db)))
+        let thread = Thread { [self] in self.run(box.value.0, box.value.1) }
         thread.name = "gatewayd-writer"
         thread.start()
     }
@@ -70,8 +79,7 @@ public final class StoreWriter: @unchecked Sendable {
         checkpointer.shutdown()
     }
 
-    private func run(_ db: Database) {
-        let statements = IngestStatements(db: db)
+    private func run(_ db: Database, _ statements: IngestStatements) {
         while true {
             condition.lock()
             while pending.isEmpty && !stopping { condition.wait() }
@@ -84,11 +92,48 @@ public final class StoreWriter: @unchecked Sendable {
             pending.removeAll(keepingCapacity: true)
             condition.unlock()
             commit(batch, db: db, statements: statements)
+            checkpointTail(db)
         }
         finished.signal()
     }
 
+    // Writer-thread statistics, logged at debug level about once a second.
+    private var statsBatches = 0
+    private var statsOperations = 0
+    private var statsCommitNanos: UInt64 = 0
+    private var statsMaxCommitNanos: UInt64 = 0
+    private var statsSince = WallClock.monotonicNanos()
+    private var statsExecNanos: UInt64 = 0
+
+    private func recordStats(operations: Int, nanos: UInt64) {
+        statsBatches += 1
+        statsOperations += operations
+        statsCommitNanos += nanos
+        statsMaxCommitNanos = max(statsMaxCommitNanos, nanos)
+        let now = WallClock.monotonicNanos()
+        guard now - statsSince >= 1_000_000_000 else { return }
+        if logger.logLevel <= .debug {
+            logger.debug(
+                "writer stats",
+                metadata: [
+                    "batches": "\(statsBatches)", "operations": "\(statsOperations)",
+                    "avg_batch": "\(statsOperations / max(statsBatches, 1))",
+                    "avg_commit_ms": "\(Double(statsCommitNanos / UInt64(max(statsBatches, 1))) / 1e6)",
+                    "max_commit_ms": "\(Double(statsMaxCommitNanos) / 1e6)",
+                    "avg_exec_ms": "\(Double(statsExecNanos / UInt64(max(statsBatches, 1))) / 1e6)",
+                ])
+        }
+        statsBatches = 0
+        statsOperations = 0
+        statsCommitNanos = 0
+        statsMaxCommitNanos = 0
+        statsExecNanos = 0
+        statsSince = now
+    }
+
     private func commit(_ batch: [Operation], db: Database, statements: IngestStatements) {
+        let started = WallClock.monotonicNanos()
+        defer { recordStats(operations: batch.count, nanos: WallClock.monotonicNanos() - started) }
         var results: [Result<IngestOutcome, any Error>] = []
         results.reserveCapacity(batch.count)
         do {
@@ -104,6 +149,7 @@ public final class StoreWriter: @unchecked Sendable {
                         results.append(.success(.applied))
                     }
                 }
+                statsExecNanos += WallClock.monotonicNanos() - started
             }
             batchesCommitted += 1
         } catch {
@@ -123,6 +169,15 @@ public final class StoreWriter: @unchecked Sendable {
         }
     }
 
+    /// Between commits, once the WAL is large and the bulk checkpoint is idle, copy
+    /// what is left so the next commit restarts the WAL at its beginning. PASSIVE never
+    /// waits for a lock: if the checkpointer has just started again, this is skipped.
+    private func checkpointTail(_ db: Database) {
+        guard walPages.value >= Self.tailCheckpointPages, checkpointer.isIdle else { return }
+        try? db.execute("PRAGMA wal_checkpoint(PASSIVE);")
+        walPages.value = 0
+    }
+
     private func fail(_ operation: Operation, with error: any Error) {
         switch operation {
         case .ingest(_, let completion): completion(.failure(error))
@@ -136,6 +191,10 @@ public enum StoreError: Error, CustomStringConvertible {
     public var description: String { "the store is shutting down" }
 }
 
+final class WALPages: @unchecked Sendable {
+    var value = 0
+}
+
 /// Moves a non-Sendable value into the one thread that will own it.
 struct UncheckedBox<T>: @unchecked Sendable {
     let value: T
@@ -143,16 +202,30 @@ struct UncheckedBox<T>: @unchecked Sendable {
 }
 
 /// Copies WAL pages into the database file on its own connection and thread, so
-/// the writer never pays for a checkpoint inside a commit. PASSIVE mode never
-/// blocks the writer; the WAL restarts from its beginning once fully copied.
+/// the writer never pays for a checkpoint inside a commit.
+///
+/// It runs PASSIVE checkpoints, which copy the bulk of the WAL without blocking the
+/// writer. A WAL only wraps to its start once every frame is copied, which a
+/// concurrent checkpoint never achieves while commits keep coming; so when it is
+/// idle, the writer copies the short tail itself between two commits
+/// (`StoreWriter.checkpointTail`). Commits then overwrite blocks the WAL already
+/// has, and their fdatasync skips the file-size update an ever-growing WAL costs.
 final class Checkpointer: @unchecked Sendable {
     private let condition = NSCondition()
     private var walPages = 0
     private var stopping = false
+    private var busy = false
     private let finished = DispatchSemaphore(value: 0)
     private let logger: Logger
     /// Checkpoint at once past this many WAL pages; otherwise about once a second.
-    static let eagerPages = 4000
+    static let eagerPages = 4096
+
+    /// True while no bulk checkpoint is running.
+    var isIdle: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return !busy
+    }
 
     init(path: String, logger: Logger) throws {
         self.logger = logger
@@ -190,6 +263,7 @@ final class Checkpointer: @unchecked Sendable {
             let stop = stopping
             let pages = walPages
             walPages = 0
+            busy = pages > 0 || stop
             condition.unlock()
             if pages > 0 || stop {
                 do {
@@ -197,6 +271,9 @@ final class Checkpointer: @unchecked Sendable {
                 } catch {
                     logger.warning("WAL checkpoint failed", metadata: ["error": "\(error)"])
                 }
+                condition.lock()
+                busy = false
+                condition.unlock()
             }
             if stop { break }
         }

@@ -43,3 +43,55 @@ func rejectsInvalidJSON(_ text: String) {
     #expect(try JSONParser.parse(value.serialized) == value)
     #expect(value.serialized == #"{"s":"q\"\\\n\t\u0001","n":[1,2.5,null,true],"o":{"k":"v"}}"#)
 }
+
+private func parse(_ text: String, depth: Int) throws(JSONParseError) -> JSONValue {
+    let bytes = Array(text.utf8)
+    return try bytes.withUnsafeBufferPointer { (b) throws(JSONParseError) -> JSONValue in
+        try JSONParser.parse(buffer: b, materializeDepth: depth)
+    }
+}
+
+@Test func shallowParseKeepsTypesAndValidatesTheRest() throws {
+    let text = #"{"a":{"b":{"c":[1,{"d":"\u00e9"}],"e":"x"}},"f":2}"#
+    let value = try parse(text, depth: 2)
+    #expect(value["f"] == .int(2))
+    #expect(value["a"]?["b"] == .object(JSONObject()))
+    let deeper = try parse(text, depth: 3)
+    #expect(deeper["a"]?["b"]?["e"] == .string("x"))
+    #expect(deeper["a"]?["b"]?["c"] == .array([]))
+    #expect(try parse(text, depth: .max) == (try JSONParser.parse(text)))
+}
+
+@Test(arguments: [
+    #"{"a":{"b":[1,]}}"#, #"{"a":{"b":"\x"}}"#, #"{"a":{"b":01}}"#, #"{"a":{"b":"\ud800"}}"#, #"{"a":{"b" 1}}"#,
+    #"{"a":{"b":tru}}"#, #"{"a":{"b":"unterminated}}"#, #"{"a":[{"b":1}"#,
+])
+func shallowParseRejectsInvalidSkippedParts(_ text: String) {
+    #expect(throws: JSONParseError.self) { try parse(text, depth: 1) }
+}
+
+@Test func shallowParseRejectsInvalidUTF8InSkippedStrings() {
+    let bytes: [UInt8] = Array(#"{"a":{"b":""#.utf8) + [0xED, 0xA0, 0x80] + Array(#""}}"#.utf8)
+    #expect(throws: JSONParseError.self) {
+        try bytes.withUnsafeBufferPointer { (b) throws(JSONParseError) in
+            _ = try JSONParser.parse(buffer: b, materializeDepth: 1)
+        }
+    }
+}
+
+@Test func shallowParseKeepsTheDepthLimit() {
+    let deep = "{\"a\":" + String(repeating: "[", count: 64) + String(repeating: "]", count: 64) + "}"
+    #expect(throws: JSONParseError.self) { try parse(deep, depth: 1) }
+}
+
+@Test func utf8Validation() {
+    func valid(_ bytes: [UInt8]) -> Bool { bytes.withUnsafeBufferPointer { UTF8Check.isValid($0) } }
+    #expect(valid(Array("héllo wörld 😀 ✓".utf8)))
+    #expect(!valid([0xC0, 0x80]))  // overlong NUL
+    #expect(!valid([0xE0, 0x80, 0x80]))  // overlong
+    #expect(!valid([0xED, 0xA0, 0x80]))  // surrogate
+    #expect(!valid([0xF4, 0x90, 0x80, 0x80]))  // above U+10FFFF
+    #expect(!valid([0xE2, 0x82]))  // truncated
+    #expect(!valid([0x80]))  // lone continuation
+    #expect(valid([0xF4, 0x8F, 0xBF, 0xBF]))  // U+10FFFF
+}

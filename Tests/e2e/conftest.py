@@ -597,8 +597,8 @@ class Daemon:
 
     def jobs_for(self, subject: str, kind: str | None = None) -> list[tuple]:
         if kind:
-            return self.query("SELECT id, kind, subject, revision FROM jobs WHERE subject = ? AND kind = ?", (subject, kind))
-        return self.query("SELECT id, kind, subject, revision FROM jobs WHERE subject = ?", (subject,))
+            return self.query("SELECT kind, subject, revision FROM jobs WHERE subject = ? AND kind = ?", (subject, kind))
+        return self.query("SELECT kind, subject, revision FROM jobs WHERE subject = ?", (subject,))
 
 
 # --------------------------------------------------------------------------

@@ -243,7 +243,7 @@ def test_session_deleted_marks_deleted_and_queues_push(gw):
     assert gw.event_row(m)[3] == "applied"
     s = gw.session_row(sid)
     assert s["deleted"] == 1 and s["revision"] == 2
-    assert any(j[3] == 2 for j in gw.jobs_for(sid, "session.push")), gw.jobs_for(sid)
+    assert any(j[2] == 2 for j in gw.jobs_for(sid, "session.push")), gw.jobs_for(sid)
     r = gw.status(sid)
     assert r.status_code == 200, describe(r)
     assert r.json()["deleted"] is True and r.json()["revision"] == 2
@@ -273,7 +273,7 @@ def test_session_that_stops_being_endurance_is_queued_for_removal(gw):
     gw.accept(updated(sid, aid, revision=2, session_type="STRENGTH"))
     assert gw.session_row(sid)["session_type"] == "STRENGTH"
     jobs = gw.jobs_for(sid, "session.push")
-    assert any(j[3] == 2 for j in jobs), jobs
+    assert any(j[2] == 2 for j in jobs), jobs
 
 
 def test_athlete_deleted_removes_sessions(gw):

@@ -83,7 +83,9 @@ extension PlanEvent {
     public static func decode(_ body: UnsafeBufferPointer<UInt8>) throws(PlanEventError) -> PlanEvent {
         let root: JSONValue
         do {
-            root = try JSONParser.parse(buffer: body)
+            // The envelope, data and the session/athlete object are built; the workout and
+            // athlete thresholds (depth 4) are validated as JSON but decoded at push time.
+            root = try JSONParser.parse(buffer: body, materializeDepth: 3)
         } catch {
             throw .malformedJSON(error.description)
         }

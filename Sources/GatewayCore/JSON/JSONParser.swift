@@ -23,8 +23,15 @@ public enum JSONParser {
         try parse(Array(string.utf8))
     }
 
-    public static func parse(buffer: UnsafeBufferPointer<UInt8>) throws(JSONParseError) -> JSONValue {
-        var reader = Reader(bytes: buffer)
+    /// Parses and validates the whole document. Containers nested deeper than
+    /// `materializeDepth` (the root container is depth 1) are validated but not built:
+    /// they appear as empty containers of their type. Ingest reads only the envelope,
+    /// and building the workout's tree there would be wasted work on the hot path.
+    /// Duplicate keys are detected only in built objects.
+    public static func parse(buffer: UnsafeBufferPointer<UInt8>, materializeDepth: Int = .max)
+        throws(JSONParseError) -> JSONValue
+    {
+        var reader = Reader(bytes: buffer, materializeDepth: materializeDepth)
         reader.skipWhitespace()
         let value = try reader.parseValue(depth: 0)
         reader.skipWhitespace()
@@ -37,10 +44,12 @@ public enum JSONParser {
 
 private struct Reader {
     let bytes: UnsafeBufferPointer<UInt8>
+    let materializeDepth: Int
     var index = 0
 
-    init(bytes: UnsafeBufferPointer<UInt8>) {
+    init(bytes: UnsafeBufferPointer<UInt8>, materializeDepth: Int) {
         self.bytes = bytes
+        self.materializeDepth = materializeDepth
     }
 
     func error(_ reason: String) -> JSONParseError {
@@ -92,8 +101,13 @@ private struct Reader {
 
     mutating func parseObject(depth: Int) throws(JSONParseError) -> JSONValue {
         guard depth <= JSONParser.maxDepth else { throw error("nesting deeper than \(JSONParser.maxDepth)") }
+        if depth > materializeDepth {
+            try skipContainer(depth: depth)
+            return .object(JSONObject())
+        }
         index += 1  // {
         var members: [(key: String, value: JSONValue)] = []
+        members.reserveCapacity(8)
         skipWhitespace()
         if !atEnd, bytes[index] == UInt8(ascii: "}") {
             index += 1
@@ -128,6 +142,10 @@ private struct Reader {
 
     mutating func parseArray(depth: Int) throws(JSONParseError) -> JSONValue {
         guard depth <= JSONParser.maxDepth else { throw error("nesting deeper than \(JSONParser.maxDepth)") }
+        if depth > materializeDepth {
+            try skipContainer(depth: depth)
+            return .array([])
+        }
         index += 1  // [
         var elements: [JSONValue] = []
         skipWhitespace()
@@ -158,11 +176,11 @@ private struct Reader {
             let byte = bytes[index]
             if byte == UInt8(ascii: "\"") {
                 let slice = UnsafeBufferPointer(rebasing: bytes[start..<index])
-                guard let string = String(validating: slice, as: UTF8.self) else {
+                guard UTF8Check.isValid(slice) else {
                     throw JSONParseError(offset: start, reason: "invalid UTF-8 in string")
                 }
                 index += 1
-                return string
+                return String(decoding: slice, as: UTF8.self)
             }
             if byte == UInt8(ascii: "\\") { break }
             if byte < 0x20 { throw error("control character in string") }
@@ -176,10 +194,9 @@ private struct Reader {
             switch byte {
             case UInt8(ascii: "\""):
                 index += 1
-                guard let string = String(validating: out, as: UTF8.self) else {
-                    throw JSONParseError(offset: start, reason: "invalid UTF-8 in string")
-                }
-                return string
+                let valid = out.withUnsafeBufferPointer { UTF8Check.isValid($0) }
+                guard valid else { throw JSONParseError(offset: start, reason: "invalid UTF-8 in string") }
+                return String(decoding: out, as: UTF8.self)
             case UInt8(ascii: "\\"):
                 index += 1
                 guard index < bytes.count else { throw error("unterminated string") }
@@ -217,6 +234,100 @@ private struct Reader {
                 out.append(byte)
                 index += 1
             }
+        }
+        throw error("unterminated string")
+    }
+
+    /// Validates one container without building it: the same grammar, string and
+    /// number rules and depth limit as the building parser.
+    mutating func skipContainer(depth: Int) throws(JSONParseError) {
+        let isObject = bytes[index] == UInt8(ascii: "{")
+        let close = isObject ? UInt8(ascii: "}") : UInt8(ascii: "]")
+        index += 1
+        skipWhitespace()
+        if !atEnd, bytes[index] == close {
+            index += 1
+            return
+        }
+        while true {
+            skipWhitespace()
+            if isObject {
+                guard !atEnd else { throw error("unexpected end of input") }
+                guard bytes[index] == UInt8(ascii: "\"") else { throw error("expected a string key") }
+                try skipString()
+                skipWhitespace()
+                guard !atEnd, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':'") }
+                index += 1
+                skipWhitespace()
+            }
+            try skipValue(depth: depth)
+            skipWhitespace()
+            guard !atEnd else { throw error("unexpected end of input") }
+            if bytes[index] == UInt8(ascii: ",") {
+                index += 1
+            } else if bytes[index] == close {
+                index += 1
+                return
+            } else {
+                throw error(isObject ? "expected ',' or '}'" : "expected ',' or ']'")
+            }
+        }
+    }
+
+    mutating func skipValue(depth: Int) throws(JSONParseError) {
+        guard !atEnd else { throw error("unexpected end of input") }
+        switch bytes[index] {
+        case UInt8(ascii: "{"), UInt8(ascii: "["):
+            guard depth + 1 <= JSONParser.maxDepth else { throw error("nesting deeper than \(JSONParser.maxDepth)") }
+            try skipContainer(depth: depth + 1)
+        case UInt8(ascii: "\""): try skipString()
+        case UInt8(ascii: "t"): try expectLiteral("true")
+        case UInt8(ascii: "f"): try expectLiteral("false")
+        case UInt8(ascii: "n"): try expectLiteral("null")
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): _ = try parseNumber()
+        default: throw error("unexpected character")
+        }
+    }
+
+    /// A string validated (escapes, control characters, UTF-8) but not built.
+    mutating func skipString() throws(JSONParseError) {
+        let start = index
+        index += 1
+        var runStart = index
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") {
+                guard UTF8Check.isValid(UnsafeBufferPointer(rebasing: bytes[runStart..<index])) else {
+                    throw JSONParseError(offset: start, reason: "invalid UTF-8 in string")
+                }
+                index += 1
+                if byte == UInt8(ascii: "\"") { return }
+                guard index < bytes.count else { throw error("unterminated string") }
+                let escape = bytes[index]
+                index += 1
+                switch escape {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"),
+                    UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
+                    break
+                case UInt8(ascii: "u"):
+                    let scalar = try parseHex4()
+                    if (0xD800...0xDBFF).contains(scalar) {
+                        guard bytes.count - index >= 6, bytes[index] == UInt8(ascii: "\\"),
+                            bytes[index + 1] == UInt8(ascii: "u")
+                        else { throw error("unpaired surrogate") }
+                        index += 2
+                        guard (0xDC00...0xDFFF).contains(try parseHex4()) else { throw error("unpaired surrogate") }
+                    } else if (0xDC00...0xDFFF).contains(scalar) {
+                        throw error("unpaired surrogate")
+                    }
+                default:
+                    throw error("invalid escape")
+                }
+                runStart = index
+                continue
+            }
+            if byte < 0x20 { throw error("control character in string") }
+            index += 1
         }
         throw error("unterminated string")
     }
@@ -264,6 +375,18 @@ private struct Reader {
             guard !atEnd, isDigit(bytes[index]) else { throw error("invalid number") }
             while !atEnd, isDigit(bytes[index]) { index += 1 }
         }
+        if isInteger, index - start <= 18 {
+            // Up to 18 digits always fit in Int64: no String needed.
+            var value: Int64 = 0
+            var i = start
+            let negative = bytes[i] == UInt8(ascii: "-")
+            if negative { i += 1 }
+            while i < index {
+                value = value &* 10 &+ Int64(bytes[i] &- UInt8(ascii: "0"))
+                i += 1
+            }
+            return .int(negative ? -value : value)
+        }
         let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
         if isInteger, let int = Int64(text) { return .int(int) }
         guard let double = Double(text), double.isFinite else {
@@ -274,5 +397,42 @@ private struct Reader {
 
     @inline(__always) func isDigit(_ byte: UInt8) -> Bool {
         byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")
+    }
+}
+
+/// Strict UTF-8 validation (RFC 3629: no overlong forms, no surrogates, at most
+/// U+10FFFF), with a fast path for ASCII runs.
+enum UTF8Check {
+    static func isValid(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        var i = 0
+        let n = bytes.count
+        while i < n {
+            let b0 = bytes[i]
+            if b0 < 0x80 {
+                i += 1
+                continue
+            }
+            func continuation(_ k: Int) -> Bool { i + k < n && bytes[i + k] & 0xC0 == 0x80 }
+            switch b0 {
+            case 0xC2...0xDF:
+                guard continuation(1) else { return false }
+                i += 2
+            case 0xE0...0xEF:
+                guard continuation(1), continuation(2) else { return false }
+                let b1 = bytes[i + 1]
+                if b0 == 0xE0 && b1 < 0xA0 { return false }  // overlong
+                if b0 == 0xED && b1 > 0x9F { return false }  // surrogate
+                i += 3
+            case 0xF0...0xF4:
+                guard continuation(1), continuation(2), continuation(3) else { return false }
+                let b1 = bytes[i + 1]
+                if b0 == 0xF0 && b1 < 0x90 { return false }  // overlong
+                if b0 == 0xF4 && b1 > 0x8F { return false }  // above U+10FFFF
+                i += 4
+            default:
+                return false
+            }
+        }
+        return true
     }
 }
