@@ -44,6 +44,12 @@ let package = Package(
             dependencies: ["GatewayCore", .product(name: "TOMLKit", package: "TOMLKit")],
             swiftSettings: strict),
         .target(
+            name: "GatewaySandbox",
+            dependencies: [
+                "GatewayCore", "GatewayHTTP", "GatewayCrypto", .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        .target(
             name: "GatewayAPI",
             dependencies: [
                 "GatewayCore", "GatewayCrypto", "GatewayHTTP", "GatewayStore", "GatewayConfig", "GatewayProviders",
@@ -55,7 +61,7 @@ let package = Package(
         .executableTarget(
             name: "gatewayd",
             dependencies: [
-                "GatewayAPI", "GatewayConfig", "GatewayStore", "GatewayHTTP",
+                "GatewayAPI", "GatewayConfig", "GatewayStore", "GatewayHTTP", "GatewaySandbox",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -66,6 +72,8 @@ let package = Package(
             resources: [.copy("Fixtures")], swiftSettings: strict),
         .testTarget(name: "GatewayCryptoTests", dependencies: ["GatewayCrypto", "GatewayCore"], swiftSettings: strict),
         .testTarget(name: "GatewayStoreTests", dependencies: ["GatewayStore"], swiftSettings: strict),
+        .testTarget(
+            name: "GatewayHTTPTests", dependencies: ["GatewayHTTP", "GatewayCore"], swiftSettings: strict),
         .testTarget(name: "GatewayConfigTests", dependencies: ["GatewayConfig"], swiftSettings: strict),
     ]
 )

@@ -1,0 +1,2 @@
+// The provider sandbox: see Sandbox.swift.
+enum GatewaySandboxPlaceholder {}
