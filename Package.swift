@@ -59,6 +59,8 @@ let package = Package(
             ],
             swiftSettings: strict),
         .executableTarget(
+            name: "ExporterBench", dependencies: ["GatewayCore", "GatewayProviders"], swiftSettings: strict),
+        .executableTarget(
             name: "gatewayd",
             dependencies: [
                 "GatewayAPI", "GatewayConfig", "GatewayStore", "GatewayHTTP", "GatewaySandbox",

@@ -106,3 +106,14 @@ struct FITExportTests {
         #expect(messages[1].string(8) == String(repeating: "é", count: 31))
     }
 }
+
+@Test func byteTableCRCMatchesTheNibbleCRC() {
+    var generator = SystemRandomNumberGenerator()
+    for length in [0, 1, 12, 13, 100, 5000] {
+        let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        let table = bytes.withUnsafeBufferPointer { FITCRC.compute($0) }
+        #expect(table == FITCRC.compute(bytes.lazy.map { $0 }))
+    }
+    // The FIT SDK's check value: CRC of "123456789" is 0xBB3D (CRC-16/ARC).
+    #expect(Array("123456789".utf8).withUnsafeBufferPointer { FITCRC.compute($0) } == 0xBB3D)
+}

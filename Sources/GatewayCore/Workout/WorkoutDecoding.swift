@@ -100,7 +100,8 @@ struct WorkoutJSONDecoder {
             fail(path + "." + key, "is required")
             return nil
         }
-        let allowed = E.allCases.map(\.rawValue).joined(separator: ", ")
+        // Built only for an error message: this runs for every step.
+        var allowed: String { E.allCases.map(\.rawValue).joined(separator: ", ") }
         guard let string = value.stringValue else {
             fail(path + "." + key, "must be one of \(allowed), got \(value.typeName)")
             return nil
@@ -201,7 +202,7 @@ struct WorkoutJSONDecoder {
             fail(path + ".type", "is required")
             return nil
         }
-        let list = allowed.joined(separator: ", ")
+        var list: String { allowed.joined(separator: ", ") }
         guard let type = value.stringValue else {
             fail(path + ".type", "must be one of \(list), got \(value.typeName)")
             return nil
