@@ -29,7 +29,7 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl"),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3"),
         .target(name: "GatewayCore", swiftSettings: strict),
-        .target(name: "GatewayProviders", dependencies: ["GatewayCore"], swiftSettings: strict),
+        .target(name: "GatewayProviders", dependencies: ["GatewayCore", "GatewayHTTP"], swiftSettings: strict),
         .target(name: "GatewayCrypto", dependencies: ["COpenSSL", "GatewayCore"], swiftSettings: strict),
         .target(
             name: "GatewayHTTP",
@@ -44,6 +44,13 @@ let package = Package(
             dependencies: ["GatewayCore", .product(name: "TOMLKit", package: "TOMLKit")],
             swiftSettings: strict),
         .target(
+            name: "GatewayPush",
+            dependencies: [
+                "GatewayCore", "GatewayStore", "GatewayProviders", "GatewayCrypto", "GatewayHTTP",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        .target(
             name: "GatewaySandbox",
             dependencies: [
                 "GatewayCore", "GatewayHTTP", "GatewayCrypto", .product(name: "Logging", package: "swift-log"),
@@ -53,6 +60,7 @@ let package = Package(
             name: "GatewayAPI",
             dependencies: [
                 "GatewayCore", "GatewayCrypto", "GatewayHTTP", "GatewayStore", "GatewayConfig", "GatewayProviders",
+                "GatewayPush",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

@@ -4,6 +4,7 @@ import GatewayCore
 import GatewayCrypto
 import GatewayHTTP
 import GatewayProviders
+import GatewayPush
 import GatewayStore
 import Logging
 
@@ -20,6 +21,8 @@ public final class GatewayApp: @unchecked Sendable {
     private var apiKeys: [[UInt8]]
     private let reads: ReadExecutor
     public private(set) var shuttingDown = false
+    /// Provider connections; nil when no provider is enabled or no token key is set.
+    public var connections: ConnectionService?
 
     public init(
         loop: EventLoop, config: GatewayConfig, writer: StoreWriter, metrics: GatewayMetrics, logger: Logger
@@ -76,6 +79,9 @@ public final class GatewayApp: @unchecked Sendable {
         case .workoutFIT(let id):
             guard authorized(request, route) else { return }
             workoutFIT(request, route, id: id)
+        case .authorize, .connections, .connection, .primaryProvider, .oauthCallback, .garminDeregistrations,
+            .garminPermissions:
+            handleConnections(request, route)
         case .wrongMethod(_, let allowed):
             respondError(
                 request, route, 405, "method_not_allowed",
@@ -219,7 +225,7 @@ public final class GatewayApp: @unchecked Sendable {
 
     // MARK: REST (SPEC §6)
 
-    private func authorized(_ request: HTTPRequest, _ route: Route) -> Bool {
+    func authorized(_ request: HTTPRequest, _ route: Route) -> Bool {
         var ok = false
         if let header = request.header("Authorization"), header.hasPrefix("Bearer ") {
             let presented = Array(header.utf8.dropFirst(7))

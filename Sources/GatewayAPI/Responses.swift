@@ -19,6 +19,13 @@ enum Route: Equatable {
     case sessions
     case session(id: String)
     case workoutFIT(sessionID: String)
+    case authorize(athleteID: String, provider: ProviderKind)
+    case connections(athleteID: String)
+    case connection(athleteID: String, provider: ProviderKind)
+    case primaryProvider(athleteID: String)
+    case oauthCallback(provider: ProviderKind)
+    case garminDeregistrations
+    case garminPermissions
     /// Known path, method not allowed there.
     case wrongMethod(template: String, allowed: [String])
     case notFound
@@ -32,6 +39,13 @@ enum Route: Equatable {
         case .sessions: return "/v1/sessions"
         case .session: return "/v1/sessions/{id}"
         case .workoutFIT: return "/v1/sessions/{id}/workout.fit"
+        case .authorize: return "/v1/athletes/{id}/connections/{provider}/authorize"
+        case .connections: return "/v1/athletes/{id}/connections"
+        case .connection: return "/v1/athletes/{id}/connections/{provider}"
+        case .primaryProvider: return "/v1/athletes/{id}/primary-provider"
+        case .oauthCallback: return "/v1/oauth/{provider}/callback"
+        case .garminDeregistrations: return "/v1/providers/garmin/deregistrations"
+        case .garminPermissions: return "/v1/providers/garmin/permissions"
         case .wrongMethod(let template, _): return template
         case .notFound: return "unmatched"
         }
@@ -63,6 +77,34 @@ enum Route: Equatable {
         where segments[0] == "v1" && segments[1] == "sessions" && !segments[2].isEmpty
             && segments[3] == "workout.fit":
             return only(.get, .workoutFIT(sessionID: String(segments[2]).removingPercentEncodingOrSelf))
+        default:
+            return matchConnections(method: method, segments: segments.map(String.init), only: only)
+        }
+    }
+
+    private static func matchConnections(
+        method: HTTPMethod, segments: [String], only: (HTTPMethod, Route) -> Route
+    ) -> Route {
+        let s = segments
+        guard s.count >= 3, s[0] == "v1" else { return .notFound }
+        switch (s[1], s.count) {
+        case ("athletes", 4) where !s[2].isEmpty && s[3] == "connections":
+            return only(.get, .connections(athleteID: s[2].removingPercentEncodingOrSelf))
+        case ("athletes", 4) where !s[2].isEmpty && s[3] == "primary-provider":
+            return only(.put, .primaryProvider(athleteID: s[2].removingPercentEncodingOrSelf))
+        case ("athletes", 5) where !s[2].isEmpty && s[3] == "connections":
+            guard let provider = ProviderKind(slug: s[4]), s[4] == provider.slug else { return .notFound }
+            return only(.delete, .connection(athleteID: s[2].removingPercentEncodingOrSelf, provider: provider))
+        case ("athletes", 6) where !s[2].isEmpty && s[3] == "connections" && s[5] == "authorize":
+            guard let provider = ProviderKind(slug: s[4]), s[4] == provider.slug else { return .notFound }
+            return only(.post, .authorize(athleteID: s[2].removingPercentEncodingOrSelf, provider: provider))
+        case ("oauth", 4) where s[3] == "callback":
+            guard let provider = ProviderKind(slug: s[2]), s[2] == provider.slug else { return .notFound }
+            return only(.get, .oauthCallback(provider: provider))
+        case ("providers", 4) where s[2] == "garmin" && s[3] == "deregistrations":
+            return only(.post, .garminDeregistrations)
+        case ("providers", 4) where s[2] == "garmin" && s[3] == "permissions":
+            return only(.post, .garminPermissions)
         default:
             return .notFound
         }

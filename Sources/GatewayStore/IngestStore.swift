@@ -40,6 +40,7 @@ final class IngestStatements {
     private let deleteAthleteJobs: Statement
     private let deleteAthleteSessions: Statement
     private let insertDeletedAthlete: Statement
+    private let selectConnected: Statement
 
     init(db: Database) throws {
         self.db = db
@@ -81,6 +82,8 @@ final class IngestStatements {
         deleteAthleteSessions = try db.statement("DELETE FROM sessions WHERE athlete_id = ?")
         insertDeletedAthlete = try db.statement(
             "INSERT OR REPLACE INTO deleted_athletes(athlete_id, deleted_at_ms) VALUES(?, ?)")
+        selectConnected = try db.statement(
+            "SELECT 1 FROM connections WHERE athlete_id = ? AND status = 'CONNECTED' LIMIT 1")
     }
 
     func apply(_ record: IngestRecord) throws -> IngestOutcome {
@@ -103,7 +106,8 @@ final class IngestStatements {
             }
             let decision = SessionTransition.decide(
                 stored: try storedState(session.id), incomingRevision: session.revision,
-                incomingIsEndurance: session.isEndurance, isDelete: false, hasConnection: false)
+                incomingIsEndurance: session.isEndurance, isDelete: false,
+                hasConnection: try connected(session.athleteID))
             guard case .apply(let status, let needsPush) = decision else {
                 return try insertEvent(record, outcome: .stale) ? .stale : .duplicate
             }
@@ -124,7 +128,7 @@ final class IngestStatements {
             let stored = try storedState(ref.id)
             let decision = SessionTransition.decide(
                 stored: stored, incomingRevision: ref.revision, incomingIsEndurance: stored?.isEndurance ?? false,
-                isDelete: true, hasConnection: false)
+                isDelete: true, hasConnection: try connected(ref.athleteID))
             guard case .apply(let status, let needsPush) = decision else {
                 return try insertEvent(record, outcome: .stale) ? .stale : .duplicate
             }
@@ -159,6 +163,13 @@ final class IngestStatements {
         return StoredSessionState(
             revision: statement.int(0), isEndurance: statement.text(1) == "ENDURANCE", deleted: statement.int(2) != 0,
             hasExternalWorkout: !statement.isNull(3))
+    }
+
+    private func connected(_ athleteID: String) throws -> Bool {
+        let statement = selectConnected
+        defer { statement.reset() }
+        try statement.bind(.text(athleteID), at: 1)
+        return try statement.step()
     }
 
     private func athleteDeleted(_ athleteID: String) throws -> Bool {

@@ -55,7 +55,42 @@ public enum Schema {
             ) WITHOUT ROWID;
             CREATE TABLE probes(id INTEGER PRIMARY KEY CHECK (id = 1), at_ms INTEGER NOT NULL);
             """
-        )
+        ),
+        (
+            2, "connections",
+            """
+            -- OAuth authorization in progress: single use, 10 minutes, bound to athlete,
+            -- provider, PKCE verifier (sealed) and the plan app's returnTo.
+            CREATE TABLE oauth_states(
+                state TEXT PRIMARY KEY,
+                athlete_id TEXT NOT NULL,
+                provider TEXT NOT NULL,
+                code_verifier_sealed TEXT NOT NULL,
+                return_to TEXT NOT NULL,
+                created_at_ms INTEGER NOT NULL,
+                expires_at_ms INTEGER NOT NULL,
+                used_at_ms INTEGER
+            ) WITHOUT ROWID;
+            CREATE TABLE connections(
+                athlete_id TEXT NOT NULL,
+                provider TEXT NOT NULL,                 -- GARMIN | WAHOO
+                provider_user_id TEXT NOT NULL,
+                status TEXT NOT NULL,                   -- CONNECTED | REVOKED
+                is_primary INTEGER NOT NULL DEFAULT 0,
+                scopes TEXT,
+                access_token_sealed TEXT,               -- AES-256-GCM (TokenBox), NULL once revoked
+                refresh_token_sealed TEXT,
+                access_expires_at_ms INTEGER,
+                token_key_id TEXT,
+                connected_at_ms INTEGER NOT NULL,
+                updated_at_ms INTEGER NOT NULL,
+                revoked_at_ms INTEGER,
+                revoked_reason TEXT,
+                PRIMARY KEY(athlete_id, provider)
+            ) WITHOUT ROWID;
+            CREATE INDEX connections_provider_user ON connections(provider, provider_user_id);
+            """
+        ),
     ]
 
     /// Brings the database to the latest version; returns the versions applied.

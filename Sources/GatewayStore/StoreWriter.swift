@@ -14,6 +14,37 @@ public final class StoreWriter: @unchecked Sendable {
         case ingest(IngestRecord, @Sendable (Result<IngestOutcome, any Error>) -> Void)
         /// A real write that proves the database takes commits (readiness).
         case probe(@Sendable (Result<Void, any Error>) -> Void)
+        /// Any other change, run inside the batch transaction. `body` returns what to
+        /// run after the commit (its result delivery); `failed` gets the error if the
+        /// change, or the commit, fails.
+        case change(
+            @Sendable (Database) throws -> @Sendable () -> Void, failed: @Sendable (any Error) -> Void)
+    }
+
+    /// Runs `body` in a committed transaction and hands its result to `completion`
+    /// after the commit (on the writer thread).
+    public func perform<T: Sendable>(
+        _ body: @escaping @Sendable (Database) throws -> T,
+        completion: @escaping @Sendable (Result<T, any Error>) -> Void
+    ) {
+        submit(
+            .change(
+                { db in
+                    let value = try body(db)
+                    return { completion(.success(value)) }
+                }, failed: { completion(.failure($0)) }))
+    }
+
+    /// `perform`, waiting for the commit. Never call it on the event-loop thread.
+    public func performAndWait<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) throws -> T {
+        let done = DispatchSemaphore(value: 0)
+        let box = ResultSlot<T>()
+        perform(body) { result in
+            box.set(result)
+            done.signal()
+        }
+        done.wait()
+        return try box.get()
     }
 
     private let path: String
@@ -136,6 +167,7 @@ public final class StoreWriter: @unchecked Sendable {
         defer { recordStats(operations: batch.count, nanos: WallClock.monotonicNanos() - started) }
         var results: [Result<IngestOutcome, any Error>] = []
         results.reserveCapacity(batch.count)
+        var afterCommit: [@Sendable () -> Void] = []
         do {
             try db.transaction {
                 for operation in batch {
@@ -146,6 +178,9 @@ public final class StoreWriter: @unchecked Sendable {
                         try db.statement("INSERT OR REPLACE INTO probes(id, at_ms) VALUES(1, ?)").run([
                             .int(WallClock.nowMillis())
                         ])
+                        results.append(.success(.applied))
+                    case .change(let body, _):
+                        afterCommit.append(try body(db))
                         results.append(.success(.applied))
                     }
                 }
@@ -161,10 +196,16 @@ public final class StoreWriter: @unchecked Sendable {
             logger.error("database commit failed", metadata: ["error": "\(error)"])
             results = [.failure(error)]
         }
+        var next = afterCommit.makeIterator()
         for (operation, result) in zip(batch, results) {
             switch operation {
             case .ingest(_, let completion): completion(result)
             case .probe(let completion): completion(result.map { _ in () })
+            case .change(_, let failed):
+                switch result {
+                case .success: next.next()?()
+                case .failure(let error): failed(error)
+                }
             }
         }
     }
@@ -182,6 +223,7 @@ public final class StoreWriter: @unchecked Sendable {
         switch operation {
         case .ingest(_, let completion): completion(.failure(error))
         case .probe(let completion): completion(.failure(error))
+        case .change(_, let failed): failed(error)
         }
     }
 }
@@ -189,6 +231,14 @@ public final class StoreWriter: @unchecked Sendable {
 public enum StoreError: Error, CustomStringConvertible {
     case shuttingDown
     public var description: String { "the store is shutting down" }
+}
+
+/// A result handed from the writer thread to a waiting thread.
+final class ResultSlot<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var result: Result<T, any Error>?
+    func set(_ r: Result<T, any Error>) { lock.withLock { result = r } }
+    func get() throws -> T { try lock.withLock { result! }.get() }
 }
 
 final class WALPages: @unchecked Sendable {

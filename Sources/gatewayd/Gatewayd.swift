@@ -5,6 +5,8 @@ import GatewayConfig
 import GatewayCore
 import GatewayCrypto
 import GatewayHTTP
+import GatewayProviders
+import GatewayPush
 import GatewayStore
 import Logging
 import Metrics
@@ -15,7 +17,7 @@ struct Gatewayd: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gatewayd",
         abstract: "Gets a coach's planned endurance workouts onto athletes' devices.",
-        subcommands: [Serve.self, CheckConfig.self, Migrate.self],
+        subcommands: [Serve.self, CheckConfig.self, Migrate.self, SandboxCommand.self],
         defaultSubcommand: Serve.self)
 }
 
@@ -98,6 +100,9 @@ struct Serve: ParsableCommand {
         let loop = EventLoop()
         let app = try GatewayApp(
             loop: loop, config: config, writer: writer, metrics: GatewayMetrics(registry: registry), logger: logger)
+        // 5. Provider connections: HTTPS clients, sealed tokens, the token manager.
+        let deletionWorker = try startConnections(config: config, app: app, writer: writer, logger: logger)
+
         var limits = HTTPServerLimits()
         limits.ioTimeoutSeconds = Int32(config.ioTimeoutSeconds)
         limits.maxHeaderBytes = config.maxHeaderBytes
@@ -111,7 +116,7 @@ struct Serve: ParsableCommand {
             throw ExitCode(1)
         }
 
-        // 5. Signals, handled on the loop thread.
+        // 6. Signals, handled on the loop thread.
         let shutdown = Shutdown(loop: loop, app: app, server: server, writer: writer, logger: logger)
         loop.onSignal(SIGTERM) { shutdown.begin(signal: "SIGTERM") }
         loop.onSignal(SIGINT) { shutdown.begin(signal: "SIGINT") }
@@ -124,8 +129,9 @@ struct Serve: ParsableCommand {
                 "libevent": "\(EventLoop.libeventVersion)", "openssl": "\(LibraryVersions.openssl)",
                 "sqlite": "\(Database.libraryVersion)", "pid": "\(getpid())",
             ])
-        // 6. Run until a signal stops the loop.
+        // 7. Run until a signal stops the loop.
         loop.run()
+        deletionWorker?.stop()
         logger.info("process down")
     }
 }
@@ -187,4 +193,43 @@ final class Shutdown {
             loop.stop()
         }
     }
+}
+
+/// Builds the provider clients and the connection service, or leaves connections
+/// off (503 on their routes) when no provider is enabled or no token key is set.
+func startConnections(config: GatewayConfig, app: GatewayApp, writer: StoreWriter, logger: Logger) throws
+    -> AthleteDeletionWorker?
+{
+    var providers: [ProviderKind: ProviderOAuth] = [:]
+    for (kind, settings) in [(ProviderKind.garmin, config.garmin), (.wahoo, config.wahoo)] where settings.enabled {
+        let http = try HTTPClient(
+            configuration: HTTPClientConfiguration(
+                caFile: settings.caFile.isEmpty ? nil : settings.caFile,
+                totalTimeoutMillis: config.requestTimeoutMillis),
+            logger: logger)
+        providers[kind] = ProviderOAuth(
+            endpoints: ProviderEndpoints(
+                kind: kind, clientID: settings.clientID, clientSecret: settings.clientSecret,
+                authorizeURL: settings.authorizeURL, tokenURL: settings.tokenURL, apiBaseURL: settings.apiBaseURL),
+            http: http)
+    }
+    guard !providers.isEmpty else {
+        logger.info("no provider enabled: connections are off")
+        return nil
+    }
+    guard !config.tokenKey.isEmpty else {
+        logger.warning("security.token_key is not set: connections are off (tokens cannot be stored)")
+        return nil
+    }
+    let box = try TokenBox(current: config.tokenKey)
+    let tokens = try TokenManager(
+        databasePath: config.storagePath, writer: writer, box: box, providers: providers,
+        refreshSkewSeconds: config.refreshSkewSeconds, logger: logger)
+    let service = try ConnectionService(
+        databasePath: config.storagePath, writer: writer, tokens: tokens, providers: providers,
+        publicURL: config.publicURL, logger: logger)
+    app.connections = service
+    let worker = try AthleteDeletionWorker(databasePath: config.storagePath, service: service, logger: logger)
+    worker.start()
+    return worker
 }
