@@ -84,6 +84,13 @@ let package = Package(
         .testTarget(name: "GatewayStoreTests", dependencies: ["GatewayStore"], swiftSettings: strict),
         .testTarget(
             name: "GatewayHTTPTests", dependencies: ["GatewayHTTP", "GatewayCore"], swiftSettings: strict),
+        .testTarget(
+            name: "GatewayPushTests",
+            dependencies: [
+                "GatewayPush", "GatewaySandbox", "GatewayHTTP", "GatewayStore", "GatewayProviders", "GatewayCrypto",
+                "GatewayCore", .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
         .testTarget(name: "GatewayConfigTests", dependencies: ["GatewayConfig"], swiftSettings: strict),
     ]
 )

@@ -36,6 +36,7 @@ public final class StoreWriter: @unchecked Sendable {
     }
 
     /// `perform`, waiting for the commit. Never call it on the event-loop thread.
+    @discardableResult
     public func performAndWait<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) throws -> T {
         let done = DispatchSemaphore(value: 0)
         let box = ResultSlot<T>()
