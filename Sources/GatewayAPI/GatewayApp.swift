@@ -23,6 +23,8 @@ public final class GatewayApp: @unchecked Sendable {
     public private(set) var shuttingDown = false
     /// Provider connections; nil when no provider is enabled or no token key is set.
     public var connections: ConnectionService?
+    /// Holds the token key; replaced on SIGHUP.
+    public var tokenManager: TokenManager?
 
     public init(
         loop: EventLoop, config: GatewayConfig, writer: StoreWriter, metrics: GatewayMetrics, logger: Logger
@@ -47,6 +49,22 @@ public final class GatewayApp: @unchecked Sendable {
     /// nothing, if the new secrets cannot be used.
     public func reload(_ newConfig: GatewayConfig) throws {
         let newVerifier = try Self.makeVerifier(newConfig)
+        if let tokenManager, !newConfig.tokenKey.isEmpty,
+            newConfig.tokenKey != config.tokenKey
+                || newConfig.previousTokenKeys != config.previousTokenKeys
+        {
+            let box = try TokenBox(current: newConfig.tokenKey, previous: newConfig.previousTokenKeys)
+            // Off the loop: re-encryption is a database transaction.
+            let logger = self.logger
+            DispatchQueue.global().async {
+                do {
+                    let count = try tokenManager.rotate(to: box)
+                    logger.info("token key rotated", metadata: ["reencrypted": "\(count)"])
+                } catch {
+                    logger.error("token key rotation failed", metadata: ["error": "\(error)"])
+                }
+            }
+        }
         verifier = newVerifier
         apiKeys = newConfig.apiKeys.map { Array($0.utf8) }
         config = newConfig

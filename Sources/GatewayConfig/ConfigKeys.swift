@@ -47,7 +47,7 @@ extension ConfigKey {
         return [
             key(s, "enabled", .bool, .bool(true), "push to this provider and offer its connection"),
             key(s, "client_id", .string, .string(""), "OAuth client id"),
-            key(s, "client_secret", .string, .string(""), secret: true, reloadable: true, "OAuth client secret"),
+            key(s, "client_secret", .string, .string(""), secret: true, "OAuth client secret"),
             key(s, "authorize_url", .string, .string(authorize), "OAuth authorize endpoint"),
             key(s, "token_url", .string, .string(token), "OAuth token endpoint"),
             key(s, "api_base_url", .string, .string(api), "API base URL"),
@@ -85,8 +85,11 @@ extension ConfigKey {
             key("push", "refresh_skew_s", .int, .int(600), "refresh tokens this long before they expire"),
             key("push", "request_timeout_ms", .int, .int(15000), "total time for one provider call"),
             key(
-                "security", "token_key", .string, .string(""), secret: true,
+                "security", "token_key", .string, .string(""), secret: true, reloadable: true,
                 "base64:<32 bytes>, AES-256-GCM key for tokens at rest"),
+            key(
+                "security", "previous_token_keys", .stringList, .stringList([]), secret: true, reloadable: true,
+                "older token keys still read; tokens are re-encrypted with token_key on start and SIGHUP"),
             key("log", "format", .string, .string("logfmt"), "logfmt or json"),
             key("log", "level", .string, .string("info"), "trace, debug, info, notice, warning, error"),
         ]

@@ -45,6 +45,7 @@ public struct GatewayConfig: Sendable, Equatable {
     public var refreshSkewSeconds: Int
     public var requestTimeoutMillis: Int
     public var tokenKey: [UInt8]
+    public var previousTokenKeys: [[UInt8]]
     public var logFormat: String
     public var logLevel: String
     public var garmin: ProviderConfig
@@ -253,6 +254,13 @@ public struct GatewayConfig: Sendable, Equatable {
             guard tokenKeyText.hasPrefix("base64:"), let key = Base64.decode(tokenKeyText.dropFirst(7)), key.count == 32
             else { throw ConfigError(key: "security.token_key", reason: "expected base64:<32 bytes>") }
             tokenKey = key
+        }
+        previousTokenKeys = []
+        for (i, text) in list("security.previous_token_keys").enumerated() {
+            guard text.hasPrefix("base64:"), let key = Base64.decode(text.dropFirst(7)), key.count == 32 else {
+                throw ConfigError(key: "security.previous_token_keys[\(i)]", reason: "expected base64:<32 bytes>")
+            }
+            previousTokenKeys.append(key)
         }
         logFormat = string("log.format")
         guard ["logfmt", "json"].contains(logFormat) else {

@@ -38,7 +38,10 @@ public enum TokenError: Error, Sendable, Equatable, CustomStringConvertible {
 /// - `invalid_grant` → the connection is revoked and its sessions NOT_CONNECTED.
 public final class TokenManager: @unchecked Sendable {
     let writer: StoreWriter
-    let box: TokenBox
+    private let boxLock = NSLock()
+    private var currentBox: TokenBox
+    /// The token key in force; replaced on SIGHUP (`rotate`).
+    public var box: TokenBox { boxLock.withLock { currentBox } }
     let providers: [ProviderKind: ProviderOAuth]
     let skewMillis: Int64
     let logger: Logger
@@ -54,7 +57,7 @@ public final class TokenManager: @unchecked Sendable {
         refreshSkewSeconds: Int, logger: Logger
     ) throws {
         self.writer = writer
-        self.box = box
+        currentBox = box
         self.providers = providers
         skewMillis = Int64(refreshSkewSeconds) * 1000
         self.logger = logger
@@ -190,6 +193,38 @@ public final class TokenManager: @unchecked Sendable {
         }
         guard stored else { throw .notConnected }
         return renewed.accessToken
+    }
+
+    /// Re-encrypts every stored token sealed with another key than `newBox`'s current
+    /// one, then makes `newBox` the key in force. The new box must open the old tokens
+    /// (list the old key in `previous`); if it cannot, nothing changes and the error
+    /// says so. Returns how many connections were re-encrypted.
+    @discardableResult
+    public func rotate(to newBox: TokenBox) throws -> Int {
+        let count = try writer.performAndWait { db in
+            var records: [ConnectionRecord] = []
+            try db.query(
+                "SELECT \(ConnectionStore.connectionColumns) FROM connections WHERE access_token_sealed IS NOT NULL AND token_key_id <> ?",
+                [.text(newBox.currentKeyID)]
+            ) { if let row = ConnectionStore.connectionRow($0) { records.append(row) } }
+            for record in records {
+                guard let tokens = record.tokens else { continue }
+                func reseal(_ sealed: String, _ field: String) throws -> String {
+                    let context = Self.context(record.athleteID, record.provider, field)
+                    return newBox.seal(try newBox.open(sealed, context: context), context: context)
+                }
+                let resealed = SealedTokens(
+                    access: try reseal(tokens.access, "access"),
+                    refresh: try tokens.refresh.map { try reseal($0, "refresh") },
+                    accessExpiresAtMillis: tokens.accessExpiresAtMillis, keyID: newBox.currentKeyID)
+                try ConnectionStore.updateTokens(
+                    db, athleteID: record.athleteID, provider: record.provider, tokens: resealed,
+                    now: WallClock.nowMillis())
+            }
+            return records.count
+        }
+        boxLock.withLock { currentBox = newBox }
+        return count
     }
 
     /// Seals fresh tokens for storage.

@@ -115,13 +115,13 @@ public enum ConnectionStore {
         return record
     }
 
-    static let connectionColumns = """
+    public static let connectionColumns = """
         athlete_id, provider, provider_user_id, status, is_primary, scopes, access_token_sealed,
         refresh_token_sealed, access_expires_at_ms, token_key_id, connected_at_ms, updated_at_ms, revoked_at_ms,
         revoked_reason
         """
 
-    static func connectionRow(_ s: Statement) -> ConnectionRecord? {
+    public static func connectionRow(_ s: Statement) -> ConnectionRecord? {
         guard let provider = ProviderKind(rawValue: s.text(1) ?? ""),
             let status = ConnectionStatus(rawValue: s.text(3) ?? "")
         else { return nil }

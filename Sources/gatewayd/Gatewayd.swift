@@ -221,7 +221,7 @@ func startConnections(config: GatewayConfig, app: GatewayApp, writer: StoreWrite
         logger.warning("security.token_key is not set: connections are off (tokens cannot be stored)")
         return nil
     }
-    let box = try TokenBox(current: config.tokenKey)
+    let box = try TokenBox(current: config.tokenKey, previous: config.previousTokenKeys)
     let tokens = try TokenManager(
         databasePath: config.storagePath, writer: writer, box: box, providers: providers,
         refreshSkewSeconds: config.refreshSkewSeconds, logger: logger)
@@ -229,6 +229,12 @@ func startConnections(config: GatewayConfig, app: GatewayApp, writer: StoreWrite
         databasePath: config.storagePath, writer: writer, tokens: tokens, providers: providers,
         publicURL: config.publicURL, logger: logger)
     app.connections = service
+    app.tokenManager = tokens
+    // Tokens sealed with an older key are re-encrypted with the current one.
+    let resealed = try tokens.rotate(to: box)
+    if resealed > 0 {
+        logger.info("re-encrypted provider tokens with the current key", metadata: ["count": "\(resealed)"])
+    }
     let worker = try AthleteDeletionWorker(databasePath: config.storagePath, service: service, logger: logger)
     worker.start()
     return worker

@@ -362,3 +362,36 @@ def _strings(value) -> list[str]:
     if isinstance(value, list):
         return [s for v in value for s in _strings(v)]
     return []
+
+
+def test_token_key_rotation_on_sighup_reencrypts_and_tokens_still_work(fresh_daemon, sandbox):
+    import base64
+    import hashlib
+    import os
+    import signal
+
+    gw = fresh_daemon("rotate", extra=sandbox.provider_config())
+    athlete, user = uid("ath"), uid("g")
+    connect(gw, athlete, "garmin", user)
+    old_key = gw.token_key
+    new_raw = os.urandom(32)
+    new_key = "base64:" + base64.b64encode(new_raw).decode()
+    key_id = hashlib.sha256(new_raw).hexdigest()[:8]
+    assert gw.query("SELECT token_key_id FROM connections WHERE athlete_id = ?", (athlete,)) != [(key_id,)]
+
+    gw.token_key = new_key
+    gw.extra.setdefault("security", {})["previous_token_keys"] = [old_key]
+    gw.write_config()
+    gw.signal(signal.SIGHUP)
+    wait_for(
+        lambda: gw.query("SELECT token_key_id FROM connections WHERE athlete_id = ?", (athlete,)) == [(key_id,)],
+        timeout=10, what="tokens re-encrypted with the new key")
+    assert "token key rotated" in gw.log_text()
+
+    # The re-encrypted token is still usable: disconnecting revokes at the provider with it.
+    before = sandbox.count("DELETE /garmin/wellness-api/rest/user/registration")
+    r = gw.http.delete(
+        gw.url(f"/v1/athletes/{athlete}/connections/garmin"),
+        headers={"Authorization": f"Bearer {gw.api_keys[0]}"}, timeout=30)
+    assert r.status_code == 204, describe(r)
+    assert sandbox.count("DELETE /garmin/wellness-api/rest/user/registration") == before + 1
