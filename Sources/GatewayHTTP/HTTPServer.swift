@@ -118,6 +118,22 @@ public final class HTTPRequest: @unchecked Sendable {
         respond(status: status, headers: headers, body: Array(body.utf8))
     }
 
+    /// Closes the connection without answering (the provider sandbox's "dropped
+    /// connection" fault). Counts as the response: later `respond` calls are ignored.
+    /// Freeing an incoming connection from the request callback is safe in libevent
+    /// 2.1: after the callback returns, `evhttp_connection_done` no longer touches an
+    /// incoming connection. The free also frees this request. If the client already
+    /// left, libevent has detached the request (its connection is NULL): free it alone.
+    public func dropConnection() {
+        guard !responded else { return }
+        responded = true
+        if let connection = evhttp_request_get_connection(raw) {
+            evhttp_connection_free(connection)
+        } else {
+            evhttp_request_free(raw)
+        }
+    }
+
     static func reason(_ status: Int) -> String {
         switch status {
         case 200: return "OK"
