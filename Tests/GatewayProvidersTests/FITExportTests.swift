@@ -104,6 +104,21 @@ struct FITExportTests {
             workout: Workout(sport: .run, items: [.step(WorkoutStep(kind: .active, duration: .open))]))
         let messages = try readFIT(try FITWorkoutEncoder.encode(session))
         #expect(messages[1].string(8) == String(repeating: "é", count: 31))
+        // 4-byte scalars, and ASCII around the 63-byte limit (64 bytes with the NUL).
+        let cases = [
+            ("a" + String(repeating: "😀", count: 20), "a" + String(repeating: "😀", count: 15)),
+            (String(repeating: "x", count: 63), String(repeating: "x", count: 63)),
+            (String(repeating: "x", count: 64), String(repeating: "x", count: 63)),
+            (String(repeating: "x", count: 62) + "é", String(repeating: "x", count: 62)),
+            ("", ""),
+        ]
+        for (title, expected) in cases {
+            let session = ExportSession(
+                id: "s", title: title, date: "2026-01-01",
+                workout: Workout(sport: .run, items: [.step(WorkoutStep(kind: .active, duration: .open))]))
+            let messages = try readFIT(try FITWorkoutEncoder.encode(session))
+            #expect((messages[1].string(8) ?? "") == expected)
+        }
     }
 }
 

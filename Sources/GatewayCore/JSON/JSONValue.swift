@@ -96,6 +96,23 @@ public struct JSONObject: Sendable, Equatable {
         }
     }
 
+    /// An empty object with room for `capacity` members.
+    public init(capacity: Int) {
+        members = []
+        members.reserveCapacity(capacity)
+    }
+
+    /// Appends a member without looking for an existing one, for encoders that build a
+    /// fresh object: the caller guarantees that `key` is not already a member.
+    public mutating func append(key: String, value: JSONValue) {
+        assert(self[key] == nil, "duplicate JSON key \(key)")
+        members.append((key, value))
+    }
+
+    public mutating func reserveCapacity(_ capacity: Int) {
+        members.reserveCapacity(capacity)
+    }
+
     public var keys: [String] { members.map(\.key) }
     public var count: Int { members.count }
 

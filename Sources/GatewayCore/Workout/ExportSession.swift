@@ -52,8 +52,9 @@ public struct ExportSession: Sendable, Equatable {
         } else {
             decoder.fail("id", "is required")
         }
-        let title = decoder.optionalString(object, "title", path: "session")
-        let description = decoder.optionalString(object, "description", path: "session")
+        decoder.start(at: "session")
+        let title = decoder.optionalString(object, "title")
+        let description = decoder.optionalString(object, "description")
         var date: String?
         if let value = object["date"], value != .null {
             if let string = value.stringValue, SessionTime.unixSeconds(date: string) != nil {
@@ -74,11 +75,11 @@ public struct ExportSession: Sendable, Equatable {
         }
         var athlete: AthleteThresholds?
         if let value = object["athlete"], value != .null {
-            athlete = decoder.athlete(value, path: "athlete")
+            athlete = decoder.athlete(value, root: "athlete")
         }
         var workout: Workout?
         if let value = object["workout"], value != .null {
-            workout = decoder.workout(value, path: "workout")
+            workout = decoder.workout(value, root: "workout")
         } else {
             decoder.fail("workout", "is required")
         }

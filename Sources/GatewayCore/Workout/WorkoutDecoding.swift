@@ -17,7 +17,7 @@ extension Workout {
         from value: JSONValue, path: String = "workout"
     ) throws(WorkoutDecodingError) -> Workout {
         var decoder = WorkoutJSONDecoder()
-        let workout = decoder.workout(value, path: path)
+        let workout = decoder.workout(value, root: path)
         if let workout, decoder.problems.isEmpty { return workout }
         throw WorkoutDecodingError(problems: decoder.problems)
     }
@@ -30,52 +30,70 @@ extension AthleteThresholds {
         from value: JSONValue, path: String = "athlete"
     ) throws(WorkoutDecodingError) -> AthleteThresholds {
         var decoder = WorkoutJSONDecoder()
-        let athlete = decoder.athlete(value, path: path)
+        let athlete = decoder.athlete(value, root: path)
         if let athlete, decoder.problems.isEmpty { return athlete }
         throw WorkoutDecodingError(problems: decoder.problems)
     }
 }
 
 /// Walks the JSON, records problems and keeps going so that all of them are reported.
+/// The current location is kept in ``path``; a path string is built only for a problem.
 struct WorkoutJSONDecoder {
     var problems: [ValidationProblem] = []
+    var path = ProblemPath(root: "")
 
+    /// A problem at an explicit path.
     mutating func fail(_ path: String, _ message: String) {
         problems.append(ValidationProblem(path: path, message: message))
     }
 
-    mutating func object(_ value: JSONValue, path: String) -> JSONObject? {
-        guard let object = value.objectValue else {
-            fail(path, "must be an object, got \(value.typeName)")
+    /// A problem at the current path.
+    mutating func report(_ message: String) {
+        problems.append(ValidationProblem(path: path.rendered, message: message))
+    }
+
+    /// A problem at the member `key` of the current path.
+    mutating func report(_ key: String, _ message: String) {
+        problems.append(ValidationProblem(path: path.rendered(key), message: message))
+    }
+
+    /// Makes `root` the current path (`workout`, `athlete`, `session`).
+    mutating func start(at root: String) {
+        path = ProblemPath(root: root, capacity: 8)
+    }
+
+    mutating func object(_ value: JSONValue) -> JSONObject? {
+        guard case .object(let object) = value else {
+            report("must be an object, got \(value.typeName)")
             return nil
         }
         return object
     }
 
     /// A required number.
-    mutating func number(_ object: JSONObject, _ key: String, path: String) -> Double? {
+    mutating func number(_ object: JSONObject, _ key: String) -> Double? {
         guard let value = object[key], value != .null else {
-            fail(path + "." + key, "is required")
+            report(key, "is required")
             return nil
         }
         guard let number = value.doubleValue else {
-            fail(path + "." + key, "must be a number, got \(value.typeName)")
+            report(key, "must be a number, got \(value.typeName)")
             return nil
         }
         return number
     }
 
     /// A required integer.
-    mutating func integer(_ object: JSONObject, _ key: String, path: String) -> Int? {
+    mutating func integer(_ object: JSONObject, _ key: String) -> Int? {
         guard let value = object[key], value != .null else {
-            fail(path + "." + key, "is required")
+            report(key, "is required")
             return nil
         }
         guard let int = value.intValue, let small = Int(exactly: int) else {
             if value.doubleValue != nil {
-                fail(path + "." + key, "must be an integer")
+                report(key, "must be an integer")
             } else {
-                fail(path + "." + key, "must be an integer, got \(value.typeName)")
+                report(key, "must be an integer, got \(value.typeName)")
             }
             return nil
         }
@@ -83,10 +101,10 @@ struct WorkoutJSONDecoder {
     }
 
     /// An optional string (absent or null gives nil).
-    mutating func optionalString(_ object: JSONObject, _ key: String, path: String) -> String? {
+    mutating func optionalString(_ object: JSONObject, _ key: String) -> String? {
         guard let value = object[key], value != .null else { return nil }
-        guard let string = value.stringValue else {
-            fail(path + "." + key, "must be a string, got \(value.typeName)")
+        guard case .string(let string) = value else {
+            report(key, "must be a string, got \(value.typeName)")
             return nil
         }
         return string
@@ -94,85 +112,96 @@ struct WorkoutJSONDecoder {
 
     /// A required enum given as a string.
     mutating func enumeration<E: RawRepresentable & CaseIterable>(
-        _ object: JSONObject, _ key: String, path: String, as type: E.Type
+        _ object: JSONObject, _ key: String, as type: E.Type
     ) -> E? where E.RawValue == String {
         guard let value = object[key], value != .null else {
-            fail(path + "." + key, "is required")
+            report(key, "is required")
             return nil
         }
         // Built only for an error message: this runs for every step.
         var allowed: String { E.allCases.map(\.rawValue).joined(separator: ", ") }
-        guard let string = value.stringValue else {
-            fail(path + "." + key, "must be one of \(allowed), got \(value.typeName)")
+        guard case .string(let string) = value else {
+            report(key, "must be one of \(allowed), got \(value.typeName)")
             return nil
         }
         guard let result = E(rawValue: string) else {
-            fail(path + "." + key, "must be one of \(allowed), got \"\(string)\"")
+            report(key, "must be one of \(allowed), got \"\(string)\"")
             return nil
         }
         return result
     }
 
-    mutating func workout(_ value: JSONValue, path: String) -> Workout? {
-        guard let object = object(value, path: path) else { return nil }
-        let sport = enumeration(object, "sport", path: path, as: Sport.self)
-        let items = itemList(object, path: path)
+    /// The `workout` object at `root`.
+    mutating func workout(_ value: JSONValue, root: String) -> Workout? {
+        start(at: root)
+        guard let object = object(value) else { return nil }
+        let sport = enumeration(object, "sport", as: Sport.self)
+        let items = itemList(object)
         guard let sport, let items else { return nil }
         return Workout(sport: sport, items: items)
     }
 
-    /// The `steps` array of a workout or a repeat block.
-    mutating func itemList(_ object: JSONObject, path: String) -> [WorkoutItem]? {
-        let stepsPath = path + ".steps"
+    /// The `steps` array of a workout or a repeat block (a member of the current path).
+    mutating func itemList(_ object: JSONObject) -> [WorkoutItem]? {
+        path.push("steps")
+        defer { path.pop() }
         guard let value = object["steps"], value != .null else {
-            fail(stepsPath, "is required")
+            report("is required")
             return nil
         }
-        guard let array = value.arrayValue else {
-            fail(stepsPath, "must be an array, got \(value.typeName)")
+        guard case .array(let array) = value else {
+            report("must be an array, got \(value.typeName)")
             return nil
         }
         var items: [WorkoutItem] = []
         items.reserveCapacity(array.count)
         var ok = true
-        for (index, element) in array.enumerated() {
-            if let item = item(element, path: stepsPath + "[\(index)]") {
+        for index in array.indices {
+            path.push(index: index)
+            if let item = item(array[index]) {
                 items.append(item)
             } else {
                 ok = false
             }
+            path.pop()
         }
         return ok ? items : nil
     }
 
-    mutating func item(_ value: JSONValue, path: String) -> WorkoutItem? {
-        guard let object = object(value, path: path) else { return nil }
+    mutating func item(_ value: JSONValue) -> WorkoutItem? {
+        guard let object = object(value) else { return nil }
         if object["repeat"] != nil {
-            let count = integer(object, "repeat", path: path)
-            let items = itemList(object, path: path)
+            let count = integer(object, "repeat")
+            let items = itemList(object)
             guard let count, let items else { return nil }
             return .repeatBlock(RepeatBlock(count: count, items: items))
         }
-        return step(object, path: path).map(WorkoutItem.step)
+        return step(object).map(WorkoutItem.step)
     }
 
-    mutating func step(_ object: JSONObject, path: String) -> WorkoutStep? {
-        let kind = enumeration(object, "kind", path: path, as: StepKind.self)
-        let name = optionalString(object, "name", path: path)
-        let notes = optionalString(object, "notes", path: path)
+    mutating func step(_ object: JSONObject) -> WorkoutStep? {
+        let kind = enumeration(object, "kind", as: StepKind.self)
+        let name = optionalString(object, "name")
+        let notes = optionalString(object, "notes")
         var duration: StepDuration?
         if let value = object["duration"], value != .null {
-            duration = self.duration(value, path: path + ".duration")
+            path.push("duration")
+            duration = self.duration(value)
+            path.pop()
         } else {
-            fail(path + ".duration", "is required")
+            report("duration", "is required")
         }
         var target: WorkoutTarget?? = .some(nil)
         if let value = object["target"], value != .null {
-            target = self.target(value, path: path + ".target").map { .some($0) }
+            path.push("target")
+            target = self.target(value).map { .some($0) }
+            path.pop()
         }
         var secondary: WorkoutTarget?? = .some(nil)
         if let value = object["secondaryTarget"], value != .null {
-            secondary = self.target(value, path: path + ".secondaryTarget").map { .some($0) }
+            path.push("secondaryTarget")
+            secondary = self.target(value).map { .some($0) }
+            path.pop()
         }
         guard let kind, let duration, let target, let secondary else { return nil }
         return WorkoutStep(
@@ -180,14 +209,16 @@ struct WorkoutJSONDecoder {
             secondaryTarget: secondary)
     }
 
-    mutating func duration(_ value: JSONValue, path: String) -> StepDuration? {
-        guard let object = object(value, path: path) else { return nil }
-        guard let type = typeString(object, path: path, allowed: ["TIME", "DISTANCE", "OPEN"]) else {
+    static let durationTypes = ["TIME", "DISTANCE", "OPEN"]
+
+    mutating func duration(_ value: JSONValue) -> StepDuration? {
+        guard let object = object(value) else { return nil }
+        guard let type = typeString(object, allowed: Self.durationTypes) else {
             return nil
         }
         switch type {
-        case "TIME": return number(object, "seconds", path: path).map { .time(seconds: $0) }
-        case "DISTANCE": return number(object, "meters", path: path).map { .distance(meters: $0) }
+        case "TIME": return number(object, "seconds").map { .time(seconds: $0) }
+        case "DISTANCE": return number(object, "meters").map { .distance(meters: $0) }
         default: return .open
         }
     }
@@ -197,81 +228,76 @@ struct WorkoutJSONDecoder {
         "OPEN",
     ]
 
-    mutating func typeString(_ object: JSONObject, path: String, allowed: [String]) -> String? {
+    mutating func typeString(_ object: JSONObject, allowed: [String]) -> String? {
         guard let value = object["type"], value != .null else {
-            fail(path + ".type", "is required")
+            report("type", "is required")
             return nil
         }
         var list: String { allowed.joined(separator: ", ") }
-        guard let type = value.stringValue else {
-            fail(path + ".type", "must be one of \(list), got \(value.typeName)")
+        guard case .string(let type) = value else {
+            report("type", "must be one of \(list), got \(value.typeName)")
             return nil
         }
         guard allowed.contains(type) else {
-            fail(path + ".type", "must be one of \(list), got \"\(type)\"")
+            report("type", "must be one of \(list), got \"\(type)\"")
             return nil
         }
         return type
     }
 
-    mutating func range(
-        _ object: JSONObject, _ minKey: String, _ maxKey: String, path: String
-    ) -> (Double, Double)? {
-        let low = number(object, minKey, path: path)
-        let high = number(object, maxKey, path: path)
+    mutating func range(_ object: JSONObject, _ minKey: String, _ maxKey: String) -> (Double, Double)? {
+        let low = number(object, minKey)
+        let high = number(object, maxKey)
         guard let low, let high else { return nil }
         return (low, high)
     }
 
-    mutating func target(_ value: JSONValue, path: String) -> WorkoutTarget? {
-        guard let object = object(value, path: path) else { return nil }
-        guard let type = typeString(object, path: path, allowed: Self.targetTypes) else { return nil }
+    mutating func target(_ value: JSONValue) -> WorkoutTarget? {
+        guard let object = object(value) else { return nil }
+        guard let type = typeString(object, allowed: Self.targetTypes) else { return nil }
         switch type {
         case "HEART_RATE":
-            return range(object, "minBpm", "maxBpm", path: path).map {
-                .heartRate(minBpm: $0, maxBpm: $1)
-            }
+            return range(object, "minBpm", "maxBpm").map { .heartRate(minBpm: $0, maxBpm: $1) }
         case "HEART_RATE_ZONE":
-            return integer(object, "zone", path: path).map { .heartRateZone($0) }
+            return integer(object, "zone").map { .heartRateZone($0) }
         case "POWER":
-            return range(object, "minWatts", "maxWatts", path: path).map {
-                .power(minWatts: $0, maxWatts: $1)
-            }
+            return range(object, "minWatts", "maxWatts").map { .power(minWatts: $0, maxWatts: $1) }
         case "POWER_ZONE":
-            return integer(object, "zone", path: path).map { .powerZone($0) }
+            return integer(object, "zone").map { .powerZone($0) }
         case "POWER_PERCENT_FTP":
-            return range(object, "min", "max", path: path).map { .powerPercentFTP(min: $0, max: $1) }
+            return range(object, "min", "max").map { .powerPercentFTP(min: $0, max: $1) }
         case "PACE":
             if object["minSecondsPerKm"] != nil || object["maxSecondsPerKm"] != nil {
-                return range(object, "minSecondsPerKm", "maxSecondsPerKm", path: path).map {
+                return range(object, "minSecondsPerKm", "maxSecondsPerKm").map {
                     .pacePerKm(minSeconds: $0, maxSeconds: $1)
                 }
             }
             if object["minSecondsPer100m"] != nil || object["maxSecondsPer100m"] != nil {
-                return range(object, "minSecondsPer100m", "maxSecondsPer100m", path: path).map {
+                return range(object, "minSecondsPer100m", "maxSecondsPer100m").map {
                     .pacePer100m(minSeconds: $0, maxSeconds: $1)
                 }
             }
-            fail(
-                path,
-                "PACE needs minSecondsPerKm/maxSecondsPerKm (RUN) or minSecondsPer100m/maxSecondsPer100m (SWIM)"
-            )
+            report("PACE needs minSecondsPerKm/maxSecondsPerKm (RUN) or minSecondsPer100m/maxSecondsPer100m (SWIM)")
             return nil
         case "CADENCE":
-            return range(object, "minRpm", "maxRpm", path: path).map { .cadence(minRpm: $0, maxRpm: $1) }
+            return range(object, "minRpm", "maxRpm").map { .cadence(minRpm: $0, maxRpm: $1) }
         default:
             return .open
         }
     }
 
-    mutating func athlete(_ value: JSONValue, path: String) -> AthleteThresholds? {
-        guard let object = object(value, path: path) else { return nil }
+    static let athleteKeys = ["ftpWatts", "maxHr", "thresholdHr"]
+
+    /// The `athlete` object at `root`.
+    mutating func athlete(_ value: JSONValue, root: String) -> AthleteThresholds? {
+        start(at: root)
+        guard let object = object(value) else { return nil }
         var result = AthleteThresholds()
         var ok = true
-        for key in ["ftpWatts", "maxHr", "thresholdHr"] {
+        for key in Self.athleteKeys {
             guard let member = object[key], member != .null else { continue }
             guard let number = member.doubleValue else {
-                fail(path + "." + key, "must be a number, got \(member.typeName)")
+                report(key, "must be a number, got \(member.typeName)")
                 ok = false
                 continue
             }

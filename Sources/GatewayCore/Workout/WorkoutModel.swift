@@ -103,7 +103,7 @@ public struct RepeatBlock: Sendable, Equatable {
 }
 
 /// An entry of a `steps` array: a step or a repeat block.
-public indirect enum WorkoutItem: Sendable, Equatable {
+public enum WorkoutItem: Sendable, Equatable {
     case step(WorkoutStep)
     case repeatBlock(RepeatBlock)
 }

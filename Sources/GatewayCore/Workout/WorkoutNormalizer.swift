@@ -36,6 +36,8 @@ public enum WorkoutNormalizer {
 
     /// Replaces every repeat of 1 by its items, recursively.
     public static func unwrap(_ items: [WorkoutItem]) -> [WorkoutItem] {
+        // Most workouts have no repeat of 1: share the array instead of rebuilding it.
+        guard containsRepeatOfOne(items) else { return items }
         var out: [WorkoutItem] = []
         out.reserveCapacity(items.count)
         for item in items {
@@ -51,6 +53,29 @@ public enum WorkoutNormalizer {
             }
         }
         return out
+    }
+
+    static func containsRepeatOfOne(_ items: [WorkoutItem]) -> Bool {
+        for item in items {
+            if case .repeatBlock(let block) = item, block.count == 1 || containsRepeatOfOne(block.items) {
+                return true
+            }
+        }
+        return false
+    }
+
+    /// `treeCount(unwrap(items))`, without building the unwrapped tree.
+    public static func unwrappedTreeCount(_ items: [WorkoutItem]) -> Int {
+        var count = 0
+        for item in items {
+            switch item {
+            case .step: count += 1
+            case .repeatBlock(let block):
+                let inner = unwrappedTreeCount(block.items)
+                count += block.count == 1 ? inner : 1 + inner
+            }
+        }
+        return count
     }
 
     /// Steps plus repeat blocks in a tree.

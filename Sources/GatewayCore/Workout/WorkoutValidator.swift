@@ -25,25 +25,23 @@ public enum WorkoutValidator {
         path: String = "workout", athletePath: String = "athlete"
     ) -> [ValidationProblem] {
         var walker = Walker(
-            sport: workout.sport, athlete: athlete, target: target, athletePath: athletePath)
+            sport: workout.sport, athlete: athlete, target: target, root: path, athletePath: athletePath)
         if target == .wahoo, workout.sport == .swim {
-            walker.fail(path + ".sport", "Wahoo supports only BIKE and RUN workouts, not SWIM")
+            walker.fail("sport", "Wahoo supports only BIKE and RUN workouts, not SWIM")
         }
-        walker.items(workout.items, path: path + ".steps")
+        walker.path.push("steps")
+        walker.items(workout.items)
         let expanded = WorkoutNormalizer.expandedCount(workout.items)
         if expanded > WorkoutNormalizer.maxExpandedSteps {
-            walker.fail(
-                path + ".steps", "expands to more than \(WorkoutNormalizer.maxExpandedSteps) steps")
+            walker.fail("expands to more than \(WorkoutNormalizer.maxExpandedSteps) steps")
         }
         if target == .garmin {
-            let count = WorkoutNormalizer.treeCount(WorkoutNormalizer.unwrap(workout.items))
+            let count = WorkoutNormalizer.unwrappedTreeCount(workout.items)
             if count > garminMaxSteps {
-                walker.fail(
-                    path + ".steps",
-                    "Garmin accepts at most \(garminMaxSteps) steps, this workout has \(count)"
-                )
+                walker.fail("Garmin accepts at most \(garminMaxSteps) steps, this workout has \(count)")
             }
         }
+        walker.path.pop()
         if target == .wahoo, let athlete {
             walker.athlete(athlete)
         }
@@ -51,160 +49,178 @@ public enum WorkoutValidator {
     }
 }
 
+/// Walks a workout with the current location kept in ``path``; a path string is built
+/// only for a problem.
 private struct Walker {
     let sport: Sport
     let athlete: AthleteThresholds?
     let target: ExportTarget
     let athletePath: String
+    var path: ProblemPath
     var problems: [ValidationProblem] = []
 
-    init(sport: Sport, athlete: AthleteThresholds?, target: ExportTarget, athletePath: String) {
+    init(sport: Sport, athlete: AthleteThresholds?, target: ExportTarget, root: String, athletePath: String) {
         self.sport = sport
         self.athlete = athlete
         self.target = target
         self.athletePath = athletePath
+        self.path = ProblemPath(root: root, capacity: 8)
     }
 
-    mutating func fail(_ path: String, _ message: String) {
-        problems.append(ValidationProblem(path: path, message: message))
+    /// A problem at the current path.
+    mutating func fail(_ message: String) {
+        problems.append(ValidationProblem(path: path.rendered, message: message))
     }
 
-    mutating func items(_ items: [WorkoutItem], path: String) {
+    /// A problem at the member `key` of the current path.
+    mutating func fail(_ key: String, _ message: String) {
+        problems.append(ValidationProblem(path: path.rendered(key), message: message))
+    }
+
+    /// The items of a `steps` array; the current path is that array.
+    mutating func items(_ items: [WorkoutItem]) {
         if items.isEmpty {
-            fail(path, "must contain at least one step")
+            fail("must contain at least one step")
             return
         }
-        for (index, item) in items.enumerated() {
-            let itemPath = path + "[\(index)]"
-            switch item {
-            case .step(let step): self.step(step, path: itemPath)
+        for index in items.indices {
+            path.push(index: index)
+            switch items[index] {
+            case .step(let step): self.step(step)
             case .repeatBlock(let block):
                 if block.count < 1 {
-                    fail(itemPath + ".repeat", "must be >= 1, got \(block.count)")
+                    fail("repeat", "must be >= 1, got \(block.count)")
                 }
-                self.items(block.items, path: itemPath + ".steps")
+                path.push("steps")
+                self.items(block.items)
+                path.pop()
             }
+            path.pop()
         }
     }
 
-    mutating func step(_ step: WorkoutStep, path: String) {
+    mutating func step(_ step: WorkoutStep) {
         switch step.duration {
         case .time(let seconds):
-            positive(
-                seconds, max: WorkoutValidator.maxStepSeconds, unit: "s", path: path + ".duration.seconds")
+            path.push("duration")
+            positive(seconds, max: WorkoutValidator.maxStepSeconds, unit: "s", key: "seconds")
+            path.pop()
         case .distance(let meters):
-            positive(
-                meters, max: WorkoutValidator.maxStepMeters, unit: "m", path: path + ".duration.meters")
+            path.push("duration")
+            positive(meters, max: WorkoutValidator.maxStepMeters, unit: "m", key: "meters")
+            path.pop()
         case .open:
             if target == .wahoo {
-                fail(path + ".duration", "Wahoo has no lap-button (OPEN) steps; use TIME or DISTANCE")
+                fail("duration", "Wahoo has no lap-button (OPEN) steps; use TIME or DISTANCE")
             }
         }
         if let primary = step.target {
-            self.target(primary, path: path + ".target")
+            path.push("target")
+            self.target(primary)
+            path.pop()
         }
         if let secondary = step.secondaryTarget {
-            self.target(secondary, path: path + ".secondaryTarget")
+            path.push("secondaryTarget")
+            self.target(secondary)
             if let primary = step.target, primary.quantity != .none,
                 primary.quantity == secondary.quantity
             {
-                fail(
-                    path + ".secondaryTarget",
-                    "must not constrain the same quantity as target (\(primary.typeName))")
+                fail("must not constrain the same quantity as target (\(primary.typeName))")
             }
+            path.pop()
         }
     }
 
-    mutating func positive(_ value: Double, max: Double, unit: String, path: String) {
+    mutating func positive(_ value: Double, max: Double, unit: String, key: String) {
         if !(value > 0) {
-            fail(path, "must be > 0, got \(formatNumber(value))")
+            fail(key, "must be > 0, got \(formatNumber(value))")
         } else if value > max {
-            fail(path, "must be at most \(formatNumber(max)) \(unit), got \(formatNumber(value))")
+            fail(key, "must be at most \(formatNumber(max)) \(unit), got \(formatNumber(value))")
         }
     }
 
     mutating func bounded(
-        _ value: Double, _ bounds: ClosedRange<Double>, unit: String, path: String
+        _ value: Double, _ bounds: ClosedRange<Double>, unit: String, key: String
     ) {
         guard !bounds.contains(value) else { return }
         let suffix = unit.isEmpty ? "" : " " + unit
         fail(
-            path,
+            key,
             "must be between \(formatNumber(bounds.lowerBound)) and \(formatNumber(bounds.upperBound))"
                 + "\(suffix), got \(formatNumber(value))")
     }
 
     mutating func range(
         _ low: Double, _ high: Double, keys: (String, String), bounds: ClosedRange<Double>,
-        unit: String, path: String
+        unit: String
     ) {
-        bounded(low, bounds, unit: unit, path: path + "." + keys.0)
-        bounded(high, bounds, unit: unit, path: path + "." + keys.1)
+        bounded(low, bounds, unit: unit, key: keys.0)
+        bounded(high, bounds, unit: unit, key: keys.1)
         if low > high {
-            fail(path + "." + keys.1, "must be >= \(keys.0)")
+            fail(keys.1, "must be >= \(keys.0)")
         }
     }
 
-    mutating func zone(_ zone: Int, count: Int, path: String) {
+    mutating func zone(_ zone: Int, count: Int) {
         if !(1...count).contains(zone) {
-            fail(path + ".zone", "must be between 1 and \(count), got \(zone)")
+            fail("zone", "must be between 1 and \(count), got \(zone)")
         }
     }
 
-    mutating func target(_ target: WorkoutTarget, path: String) {
+    /// A target; the current path is the target object.
+    mutating func target(_ target: WorkoutTarget) {
         switch target {
         case .heartRate(let low, let high):
-            range(low, high, keys: ("minBpm", "maxBpm"), bounds: 30...250, unit: "bpm", path: path)
+            range(low, high, keys: ("minBpm", "maxBpm"), bounds: 30...250, unit: "bpm")
         case .heartRateZone(let zone):
-            self.zone(zone, count: 5, path: path)
+            self.zone(zone, count: 5)
             if self.target == .wahoo, athlete?.maxHr == nil {
-                fail(path, "HEART_RATE_ZONE needs the athlete's max HR (\(athletePath).maxHr)")
+                fail("HEART_RATE_ZONE needs the athlete's max HR (\(athletePath).maxHr)")
             }
         case .power(let low, let high):
-            range(low, high, keys: ("minWatts", "maxWatts"), bounds: 0...3000, unit: "W", path: path)
+            range(low, high, keys: ("minWatts", "maxWatts"), bounds: 0...3000, unit: "W")
         case .powerZone(let zone):
-            self.zone(zone, count: 7, path: path)
+            self.zone(zone, count: 7)
             if self.target == .wahoo, athlete?.ftpWatts == nil {
-                fail(path, "POWER_ZONE needs the athlete's FTP (\(athletePath).ftpWatts)")
+                fail("POWER_ZONE needs the athlete's FTP (\(athletePath).ftpWatts)")
             }
         case .powerPercentFTP(let low, let high):
-            range(low, high, keys: ("min", "max"), bounds: 1...300, unit: "%", path: path)
+            range(low, high, keys: ("min", "max"), bounds: 1...300, unit: "%")
         case .pacePerKm(let fast, let slow):
             if sport != .run {
-                fail(path, "PACE in s/km is only allowed in RUN workouts")
+                fail("PACE in s/km is only allowed in RUN workouts")
             }
-            range(
-                fast, slow, keys: ("minSecondsPerKm", "maxSecondsPerKm"), bounds: 120...1200, unit: "s/km",
-                path: path)
+            range(fast, slow, keys: ("minSecondsPerKm", "maxSecondsPerKm"), bounds: 120...1200, unit: "s/km")
         case .pacePer100m(let fast, let slow):
             if sport != .swim {
-                fail(path, "PACE in s/100 m is only allowed in SWIM workouts")
+                fail("PACE in s/100 m is only allowed in SWIM workouts")
             }
             range(
-                fast, slow, keys: ("minSecondsPer100m", "maxSecondsPer100m"), bounds: 40...600,
-                unit: "s/100m", path: path)
+                fast, slow, keys: ("minSecondsPer100m", "maxSecondsPer100m"), bounds: 40...600, unit: "s/100m")
         case .cadence(let low, let high):
             if sport != .bike {
-                fail(path, "CADENCE is only allowed in BIKE workouts")
+                fail("CADENCE is only allowed in BIKE workouts")
             }
-            range(low, high, keys: ("minRpm", "maxRpm"), bounds: 20...250, unit: "rpm", path: path)
+            range(low, high, keys: ("minRpm", "maxRpm"), bounds: 20...250, unit: "rpm")
         case .open:
             break
         }
         if sport == .swim, target.quantity == .power {
-            fail(path, "\(target.typeName) is not allowed in SWIM workouts")
+            fail("\(target.typeName) is not allowed in SWIM workouts")
         }
     }
 
+    /// The athlete's thresholds, under `athletePath`.
     mutating func athlete(_ athlete: AthleteThresholds) {
+        path = ProblemPath(root: athletePath)
         if let ftp = athlete.ftpWatts {
-            bounded(ftp, 1...3000, unit: "W", path: athletePath + ".ftpWatts")
+            bounded(ftp, 1...3000, unit: "W", key: "ftpWatts")
         }
         if let maxHr = athlete.maxHr {
-            bounded(maxHr, 30...250, unit: "bpm", path: athletePath + ".maxHr")
+            bounded(maxHr, 30...250, unit: "bpm", key: "maxHr")
         }
         if let thresholdHr = athlete.thresholdHr {
-            bounded(thresholdHr, 30...250, unit: "bpm", path: athletePath + ".thresholdHr")
+            bounded(thresholdHr, 30...250, unit: "bpm", key: "thresholdHr")
         }
     }
 }

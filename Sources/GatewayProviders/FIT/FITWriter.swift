@@ -100,12 +100,15 @@ struct FITWriter {
 
     /// A fixed-size, NUL-terminated and NUL-padded UTF-8 string, cut at a scalar boundary.
     mutating func string(_ text: String, size: Int) {
-        var written = 0
-        for scalar in text.unicodeScalars {
-            let utf8 = UTF8.encode(scalar)
-            guard let utf8, written + utf8.count <= size - 1 else { break }
-            bytes.append(contentsOf: utf8)
-            written += utf8.count
+        var text = text
+        let written = text.withUTF8 { utf8 in
+            var count = min(utf8.count, size - 1)
+            // Cut before the scalar that does not fit: back off over its continuation bytes.
+            if count < utf8.count {
+                while count > 0, utf8[count] & 0xC0 == 0x80 { count -= 1 }
+            }
+            bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[..<count]))
+            return count
         }
         bytes.append(contentsOf: repeatElement(0, count: size - written))
     }

@@ -40,32 +40,36 @@ public enum GarminWorkoutEncoder {
         _ workout: NormalizedWorkout, session: ExportSession,
         options: GarminExportOptions = GarminExportOptions()
     ) -> JSONValue {
-        let sport = sportName(workout.sport)
+        let sport = JSONValue.string(sportName(workout.sport))
         var stepOrder = 0
         let steps = encodeItems(workout.tree, order: &stepOrder)
+        let swim = workout.sport == .swim
 
-        var body = JSONObject()
-        body["workoutName"] = .string(truncated(session.title, to: maxWorkoutNameLength))
+        // Fresh objects with distinct keys: members are appended in document order.
+        var body = JSONObject(capacity: 10)
+        body.append(key: "workoutName", value: .string(truncated(session.title, to: maxWorkoutNameLength)))
         if let description = session.description {
-            body["description"] = .string(truncated(description, to: maxDescriptionLength))
+            body.append(key: "description", value: .string(truncated(description, to: maxDescriptionLength)))
         }
-        body["sport"] = .string(sport)
-        body["estimatedDurationInSecs"] = .int(Int64(workout.estimatedSeconds.rounded()))
-        if workout.sport == .swim {
-            body["poolLength"] = jsonNumber(options.poolLengthMeters)
-            body["poolLengthUnit"] = "METER"
+        body.append(key: "sport", value: sport)
+        body.append(key: "estimatedDurationInSecs", value: .int(Int64(workout.estimatedSeconds.rounded())))
+        if swim {
+            body.append(key: "poolLength", value: jsonNumber(options.poolLengthMeters))
+            body.append(key: "poolLengthUnit", value: "METER")
         }
-        body["workoutProvider"] = .string(truncated(options.workoutProvider, to: maxProviderLength))
-        body["workoutSourceId"] = .string(truncated(options.workoutSourceId, to: maxProviderLength))
-        var segment = JSONObject()
-        segment["segmentOrder"] = 1
-        segment["sport"] = .string(sport)
-        if workout.sport == .swim {
-            segment["poolLength"] = jsonNumber(options.poolLengthMeters)
-            segment["poolLengthUnit"] = "METER"
+        body.append(
+            key: "workoutProvider", value: .string(truncated(options.workoutProvider, to: maxProviderLength)))
+        body.append(
+            key: "workoutSourceId", value: .string(truncated(options.workoutSourceId, to: maxProviderLength)))
+        var segment = JSONObject(capacity: 5)
+        segment.append(key: "segmentOrder", value: 1)
+        segment.append(key: "sport", value: sport)
+        if swim {
+            segment.append(key: "poolLength", value: jsonNumber(options.poolLengthMeters))
+            segment.append(key: "poolLengthUnit", value: "METER")
         }
-        segment["steps"] = .array(steps)
-        body["segments"] = .array([.object(segment)])
+        segment.append(key: "steps", value: .array(steps))
+        body.append(key: "segments", value: .array([.object(segment)]))
         return .object(body)
     }
 
@@ -88,12 +92,12 @@ public enum GarminWorkoutEncoder {
             case .step(let step):
                 out.append(.object(encodeStep(step, order: order)))
             case .repeatBlock(let block):
-                var object = JSONObject()
-                object["type"] = "WorkoutRepeatStep"
-                object["stepOrder"] = .int(Int64(order))
-                object["repeatType"] = "REPEAT_UNTIL_STEPS_CMPLT"
-                object["repeatValue"] = .int(Int64(block.count))
-                object["steps"] = .array(encodeItems(block.items, order: &order))
+                var object = JSONObject(capacity: 5)
+                object.append(key: "type", value: "WorkoutRepeatStep")
+                object.append(key: "stepOrder", value: .int(Int64(order)))
+                object.append(key: "repeatType", value: "REPEAT_UNTIL_STEPS_CMPLT")
+                object.append(key: "repeatValue", value: .int(Int64(block.count)))
+                object.append(key: "steps", value: .array(encodeItems(block.items, order: &order)))
                 out.append(.object(object))
             }
         }
@@ -101,27 +105,28 @@ public enum GarminWorkoutEncoder {
     }
 
     static func encodeStep(_ step: WorkoutStep, order: Int) -> JSONObject {
-        var object = JSONObject()
-        object["type"] = "WorkoutStep"
-        object["stepOrder"] = .int(Int64(order))
-        object["intensity"] = .string(step.kind.rawValue)
+        // At most 7 members before the targets, 4 per target.
+        var object = JSONObject(capacity: 15)
+        object.append(key: "type", value: "WorkoutStep")
+        object.append(key: "stepOrder", value: .int(Int64(order)))
+        object.append(key: "intensity", value: .string(step.kind.rawValue))
         if let description = stepDescription(step) {
-            object["description"] = .string(truncated(description, to: maxStepDescriptionLength))
+            object.append(key: "description", value: .string(truncated(description, to: maxStepDescriptionLength)))
         }
         switch step.duration {
         case .time(let seconds):
-            object["durationType"] = "TIME"
-            object["durationValue"] = jsonNumber(seconds)
+            object.append(key: "durationType", value: "TIME")
+            object.append(key: "durationValue", value: jsonNumber(seconds))
         case .distance(let meters):
-            object["durationType"] = "DISTANCE"
-            object["durationValue"] = jsonNumber(meters)
-            object["durationValueType"] = "METER"
+            object.append(key: "durationType", value: "DISTANCE")
+            object.append(key: "durationValue", value: jsonNumber(meters))
+            object.append(key: "durationValueType", value: "METER")
         case .open:
-            object["durationType"] = "OPEN"
+            object.append(key: "durationType", value: "OPEN")
         }
-        addTarget(step.target ?? .open, prefix: "target", to: &object)
+        addTarget(step.target ?? .open, keys: .primary, to: &object)
         if let secondary = step.secondaryTarget, secondary != .open {
-            addTarget(secondary, prefix: "secondaryTarget", to: &object)
+            addTarget(secondary, keys: .secondary, to: &object)
         }
         return object
     }
@@ -136,35 +141,55 @@ public enum GarminWorkoutEncoder {
         }
     }
 
+    /// The member names of a target: `<prefix>Type`, `<prefix>Value`, ... (built once).
+    struct TargetKeys {
+        let type: String
+        let value: String
+        let low: String
+        let high: String
+        let valueType: String
+
+        init(prefix: String) {
+            type = prefix + "Type"
+            value = prefix + "Value"
+            low = prefix + "ValueLow"
+            high = prefix + "ValueHigh"
+            valueType = prefix + "ValueType"
+        }
+
+        static let primary = TargetKeys(prefix: "target")
+        static let secondary = TargetKeys(prefix: "secondaryTarget")
+    }
+
     /// Writes `<prefix>Type` and `<prefix>Value` / `<prefix>ValueLow|High` / `<prefix>ValueType`;
     /// bpm, watts and rpm are rounded to whole numbers.
-    static func addTarget(_ target: WorkoutTarget, prefix: String, to object: inout JSONObject) {
-        func range(_ type: String, _ low: Double, _ high: Double) {
-            object[prefix + "Type"] = .string(type)
-            object[prefix + "ValueLow"] = jsonNumber(low)
-            object[prefix + "ValueHigh"] = jsonNumber(high)
+    static func addTarget(_ target: WorkoutTarget, keys: TargetKeys, to object: inout JSONObject) {
+        func range(_ type: JSONValue, _ low: Double, _ high: Double) {
+            object.append(key: keys.type, value: type)
+            object.append(key: keys.low, value: jsonNumber(low))
+            object.append(key: keys.high, value: jsonNumber(high))
         }
         switch target {
         case .heartRate(let low, let high):
             range("HEART_RATE", low.rounded(), high.rounded())
         case .heartRateZone(let zone):
-            object[prefix + "Type"] = "HEART_RATE"
-            object[prefix + "Value"] = .int(Int64(zone))
+            object.append(key: keys.type, value: "HEART_RATE")
+            object.append(key: keys.value, value: .int(Int64(zone)))
         case .power(let low, let high):
             range("POWER", low.rounded(), high.rounded())
         case .powerZone(let zone):
-            object[prefix + "Type"] = "POWER"
-            object[prefix + "Value"] = .int(Int64(zone))
+            object.append(key: keys.type, value: "POWER")
+            object.append(key: keys.value, value: .int(Int64(zone)))
         case .powerPercentFTP(let low, let high):
             range("POWER", low, high)
-            object[prefix + "ValueType"] = "PERCENT"
+            object.append(key: keys.valueType, value: "PERCENT")
         case .pacePerKm, .pacePer100m:
             let speed = WorkoutConversions.speedRange(target) ?? (0, 0)
             range("PACE", speed.low, speed.high)
         case .cadence(let low, let high):
             range("CADENCE", low.rounded(), high.rounded())
         case .open:
-            object[prefix + "Type"] = "OPEN"
+            object.append(key: keys.type, value: "OPEN")
         }
     }
 }

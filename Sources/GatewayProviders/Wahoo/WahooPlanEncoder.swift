@@ -11,21 +11,22 @@ public enum WahooPlanEncoder {
 
     /// plan.json of an already validated and normalized workout.
     public static func plan(_ workout: NormalizedWorkout, session: ExportSession) -> JSONValue {
-        var header = JSONObject()
-        header["name"] = .string(session.title)
-        header["version"] = "1.0.0"
-        header["description"] = .string(session.description ?? session.title)
-        header["workout_type_family"] = .int(Int64(workoutTypeID(workout.sport)))
-        header["workout_type_location"] = .int(workout.sport == .bike ? 0 : 1)
+        // Fresh objects with distinct keys: members are appended in document order.
+        var header = JSONObject(capacity: 7)
+        header.append(key: "name", value: .string(session.title))
+        header.append(key: "version", value: "1.0.0")
+        header.append(key: "description", value: .string(session.description ?? session.title))
+        header.append(key: "workout_type_family", value: .int(Int64(workoutTypeID(workout.sport))))
+        header.append(key: "workout_type_location", value: .int(workout.sport == .bike ? 0 : 1))
         if let ftp = session.athlete?.ftpWatts {
-            header["ftp"] = jsonNumber(ftp.rounded())
+            header.append(key: "ftp", value: jsonNumber(ftp.rounded()))
         }
         if let thresholdHr = session.athlete?.thresholdHr {
-            header["threshold_hr"] = jsonNumber(thresholdHr.rounded())
+            header.append(key: "threshold_hr", value: jsonNumber(thresholdHr.rounded()))
         }
-        var plan = JSONObject()
-        plan["header"] = .object(header)
-        plan["intervals"] = .array(intervals(workout.tree, athlete: session.athlete))
+        var plan = JSONObject(capacity: 2)
+        plan.append(key: "header", value: .object(header))
+        plan.append(key: "intervals", value: .array(intervals(workout.tree, athlete: session.athlete)))
         return .object(plan)
     }
 
@@ -52,7 +53,55 @@ public enum WahooPlanEncoder {
 
     /// `data:application/json;base64,<plan.json>`.
     public static func dataURL(_ plan: JSONValue) -> String {
-        "data:application/json;base64," + Base64.encode(plan.serialized.utf8)
+        let json = plan.serializedBytes
+        let prefix: StaticString = "data:application/json;base64,"
+        let count = prefix.utf8CodeUnitCount + (json.count + 2) / 3 * 4
+        // The prefix and the base64 of plan.json written straight into the string.
+        return String(unsafeUninitializedCapacity: count) { buffer in
+            guard let start = buffer.baseAddress else { return 0 }
+            start.update(from: prefix.utf8Start, count: prefix.utf8CodeUnitCount)
+            let end = json.withUnsafeBufferPointer {
+                appendBase64($0, to: start + prefix.utf8CodeUnitCount)
+            }
+            return end - start
+        }
+    }
+
+    /// Standard padded base64 of `input` (the same bytes as `Base64.encode`), written at
+    /// `out`; returns the end. Specialized here for the plan, the largest input by far.
+    static func appendBase64(
+        _ input: UnsafeBufferPointer<UInt8>, to out: UnsafeMutablePointer<UInt8>
+    ) -> UnsafeMutablePointer<UInt8> {
+        let alphabet: StaticString = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+        let table = alphabet.utf8Start
+        var p = out
+        var i = 0
+        let n = input.count
+        while i + 3 <= n {
+            let v = UInt32(input[i]) << 16 | UInt32(input[i + 1]) << 8 | UInt32(input[i + 2])
+            p[0] = table[Int(v >> 18 & 63)]
+            p[1] = table[Int(v >> 12 & 63)]
+            p[2] = table[Int(v >> 6 & 63)]
+            p[3] = table[Int(v & 63)]
+            p += 4
+            i += 3
+        }
+        if n - i == 1 {
+            let v = UInt32(input[i]) << 16
+            p[0] = table[Int(v >> 18 & 63)]
+            p[1] = table[Int(v >> 12 & 63)]
+            p[2] = UInt8(ascii: "=")
+            p[3] = UInt8(ascii: "=")
+            p += 4
+        } else if n - i == 2 {
+            let v = UInt32(input[i]) << 16 | UInt32(input[i + 1]) << 8
+            p[0] = table[Int(v >> 18 & 63)]
+            p[1] = table[Int(v >> 12 & 63)]
+            p[2] = table[Int(v >> 6 & 63)]
+            p[3] = UInt8(ascii: "=")
+            p += 4
+        }
+        return p
     }
 
     /// The form of `POST /v1/workouts` (and `PUT /v1/workouts/{id}`), in this order:
@@ -113,36 +162,39 @@ public enum WahooPlanEncoder {
         var out: [JSONValue] = []
         out.reserveCapacity(items.count)
         for item in items {
-            var interval = JSONObject()
+            // Fresh objects with distinct keys: members are appended in document order.
+            var interval = JSONObject(capacity: 5)
             switch item {
             case .step(let step):
-                interval["name"] = .string(step.name ?? defaultName(step.kind))
+                interval.append(key: "name", value: .string(step.name ?? defaultName(step.kind)))
                 switch step.duration {
                 case .time(let seconds):
-                    interval["exit_trigger_type"] = "time"
-                    interval["exit_trigger_value"] = jsonNumber(seconds)
+                    interval.append(key: "exit_trigger_type", value: "time")
+                    interval.append(key: "exit_trigger_value", value: jsonNumber(seconds))
                 case .distance(let meters):
-                    interval["exit_trigger_type"] = "distance"
-                    interval["exit_trigger_value"] = jsonNumber(meters)
+                    interval.append(key: "exit_trigger_type", value: "distance")
+                    interval.append(key: "exit_trigger_value", value: jsonNumber(meters))
                 case .open:
                     // Rejected by the validator; never reached for a validated workout.
-                    interval["exit_trigger_type"] = "time"
-                    interval["exit_trigger_value"] = 0
+                    interval.append(key: "exit_trigger_type", value: "time")
+                    interval.append(key: "exit_trigger_value", value: 0)
                 }
-                interval["intensity_type"] = .string(intensityType(step.kind))
+                interval.append(key: "intensity_type", value: .string(intensityType(step.kind)))
+                let primary = step.target.flatMap { encodeTarget($0, athlete: athlete) }
+                let secondary = step.secondaryTarget.flatMap { encodeTarget($0, athlete: athlete) }
                 var targets: [JSONValue] = []
-                for target in [step.target, step.secondaryTarget] {
-                    if let target, let encoded = encodeTarget(target, athlete: athlete) {
-                        targets.append(encoded)
-                    }
+                if primary != nil || secondary != nil {
+                    targets.reserveCapacity(2)
+                    if let primary { targets.append(primary) }
+                    if let secondary { targets.append(secondary) }
                 }
-                interval["targets"] = .array(targets)
+                interval.append(key: "targets", value: .array(targets))
             case .repeatBlock(let block):
-                interval["name"] = .string("\(block.count)x")
-                interval["exit_trigger_type"] = "repeat"
-                interval["exit_trigger_value"] = .int(Int64(block.count - 1))
-                interval["intensity_type"] = "active"
-                interval["intervals"] = .array(intervals(block.items, athlete: athlete))
+                interval.append(key: "name", value: .string(String(block.count) + "x"))
+                interval.append(key: "exit_trigger_type", value: "repeat")
+                interval.append(key: "exit_trigger_value", value: .int(Int64(block.count - 1)))
+                interval.append(key: "intensity_type", value: "active")
+                interval.append(key: "intervals", value: .array(intervals(block.items, athlete: athlete)))
             }
             out.append(.object(interval))
         }
