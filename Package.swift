@@ -47,7 +47,7 @@ let package = Package(
             name: "GatewayPush",
             dependencies: [
                 "GatewayCore", "GatewayStore", "GatewayProviders", "GatewayCrypto", "GatewayHTTP",
-                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Logging", package: "swift-log"), .product(name: "Metrics", package: "swift-metrics"),
             ],
             swiftSettings: strict),
         .target(

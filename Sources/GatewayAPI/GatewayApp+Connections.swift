@@ -69,6 +69,7 @@ extension GatewayApp {
             guard let service = requireConnections(request, route) else { return }
             let parameters = request.queryParameters
             offLoop({ service.callback(provider: provider, parameters: parameters) }) { [self] outcome in
+                dispatcher?.wake()
                 switch outcome {
                 case .redirect(let url):
                     respond(

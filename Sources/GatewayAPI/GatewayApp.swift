@@ -25,6 +25,8 @@ public final class GatewayApp: @unchecked Sendable {
     public var connections: ConnectionService?
     /// Holds the token key; replaced on SIGHUP.
     public var tokenManager: TokenManager?
+    /// The push dispatcher; woken after commits that may have made work due.
+    public var dispatcher: Dispatcher?
 
     public init(
         loop: EventLoop, config: GatewayConfig, writer: StoreWriter, metrics: GatewayMetrics, logger: Logger
@@ -97,6 +99,9 @@ public final class GatewayApp: @unchecked Sendable {
         case .workoutFIT(let id):
             guard authorized(request, route) else { return }
             workoutFIT(request, route, id: id)
+        case .retry(let id):
+            guard authorized(request, route) else { return }
+            retry(request, route, id: id)
         case .authorize, .connections, .connection, .primaryProvider, .oauthCallback, .garminDeregistrations,
             .garminPermissions:
             handleConnections(request, route)
@@ -213,6 +218,7 @@ public final class GatewayApp: @unchecked Sendable {
                     metadata: ["webhook_id": "\(webhookID)", "type": "\(event.typeName)"])
             } else {
                 metrics.webhook(outcome: "accepted")
+                if outcome == .applied { dispatcher?.wake() }
             }
             respond(request, route, 202, #"{"accepted":true}"#)
         case .failure(let error):
@@ -309,6 +315,51 @@ public final class GatewayApp: @unchecked Sendable {
             })
     }
 
+    /// Re-queues a FAILED or NOT_CONNECTED session (SPEC §6): a fresh set of attempts.
+    private func retry(_ request: HTTPRequest, _ route: Route, id: String) {
+        enum Outcome: Sendable { case queued, notFound, notRetryable(String?) }
+        let now = WallClock.nowMillis()
+        writer.perform(
+            { db -> Outcome in
+                guard let row = try SessionQueries(db: db).status(id: id) else { return .notFound }
+                guard row.exportStatus == "FAILED" || row.exportStatus == "NOT_CONNECTED" else {
+                    return .notRetryable(row.exportStatus)
+                }
+                try db.statement(
+                    """
+                    INSERT INTO jobs(kind, subject, revision, due_at_ms, attempts, created_at_ms)
+                    VALUES('session.push', ?1, ?2, ?3, 0, ?3)
+                    ON CONFLICT(kind, subject) DO UPDATE SET due_at_ms = ?3, attempts = 0, lease_until_ms = NULL
+                    """
+                ).run([.text(id), .int(row.revision), .int(now)])
+                try db.statement(
+                    """
+                    UPDATE sessions SET export_status = 'PENDING', attempts = 0, last_export_error = NULL,
+                        next_attempt_at_ms = NULL, updated_at_ms = ?2 WHERE id = ?1
+                    """
+                ).run([.text(id), .int(now)])
+                return .queued
+            },
+            completion: { [self] result in
+                loop.execute {
+                    switch result {
+                    case .success(.queued):
+                        self.dispatcher?.wake()
+                        self.respond(request, route, 202, #"{"queued":true}"#)
+                    case .success(.notFound):
+                        self.respondError(request, route, 404, "not_found", "no session \(id)")
+                    case .success(.notRetryable(let status)):
+                        self.respondError(
+                            request, route, 409, "not_retryable",
+                            "only FAILED or NOT_CONNECTED sessions are retried; this one is \(status ?? "not exported")"
+                        )
+                    case .failure(let error):
+                        self.respondError(request, route, 503, "storage_unavailable", "\(error)")
+                    }
+                }
+            })
+    }
+
     /// The session as a FIT workout file, for devices without a push API (SPEC §4).
     /// Decoding and encoding run on the reader queue, off the loop.
     private func workoutFIT(_ request: HTTPRequest, _ route: Route, id: String) {
@@ -377,6 +428,8 @@ public final class GatewayApp: @unchecked Sendable {
                 loop.execute {
                     timerBox.value.cancel()
                     switch result {
+                    case .success where self.dispatcher.map({ !$0.isAlive }) ?? false:
+                        self.respondError(request, route, 503, "not_ready", "the push dispatcher is not running")
                     case .success: self.respond(request, route, 200, #"{"ready":true}"#)
                     case .failure(let error):
                         self.respondError(request, route, 503, "not_ready", "database write failed: \(error)")

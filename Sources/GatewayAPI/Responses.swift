@@ -19,6 +19,7 @@ enum Route: Equatable {
     case sessions
     case session(id: String)
     case workoutFIT(sessionID: String)
+    case retry(sessionID: String)
     case authorize(athleteID: String, provider: ProviderKind)
     case connections(athleteID: String)
     case connection(athleteID: String, provider: ProviderKind)
@@ -39,6 +40,7 @@ enum Route: Equatable {
         case .sessions: return "/v1/sessions"
         case .session: return "/v1/sessions/{id}"
         case .workoutFIT: return "/v1/sessions/{id}/workout.fit"
+        case .retry: return "/v1/sessions/{id}/retry"
         case .authorize: return "/v1/athletes/{id}/connections/{provider}/authorize"
         case .connections: return "/v1/athletes/{id}/connections"
         case .connection: return "/v1/athletes/{id}/connections/{provider}"
@@ -77,6 +79,10 @@ enum Route: Equatable {
         where segments[0] == "v1" && segments[1] == "sessions" && !segments[2].isEmpty
             && segments[3] == "workout.fit":
             return only(.get, .workoutFIT(sessionID: String(segments[2]).removingPercentEncodingOrSelf))
+        case 4
+        where segments[0] == "v1" && segments[1] == "sessions" && !segments[2].isEmpty
+            && segments[3] == "retry":
+            return only(.post, .retry(sessionID: String(segments[2]).removingPercentEncodingOrSelf))
         default:
             return matchConnections(method: method, segments: segments.map(String.init), only: only)
         }

@@ -91,6 +91,30 @@ public enum Schema {
             CREATE INDEX connections_provider_user ON connections(provider, provider_user_id);
             """
         ),
+        (
+            3, "push",
+            """
+            -- What the gateway created at the provider, checkpointed after every call.
+            ALTER TABLE sessions ADD COLUMN remote_workout_id TEXT;
+            ALTER TABLE sessions ADD COLUMN remote_schedule_id TEXT;
+            ALTER TABLE sessions ADD COLUMN remote_plan_id TEXT;
+            ALTER TABLE sessions ADD COLUMN remote_date TEXT;
+            ALTER TABLE sessions ADD COLUMN remote_provider TEXT;
+            -- Provider calls of the last minute: the rate limit holds across restarts.
+            CREATE TABLE provider_calls(provider TEXT NOT NULL, at_ms INTEGER NOT NULL);
+            CREATE INDEX provider_calls_at ON provider_calls(provider, at_ms);
+            -- Status changes to send to plan_app.callback_url (an outbox too).
+            CREATE TABLE status_callbacks(
+                id INTEGER PRIMARY KEY,
+                session_id TEXT NOT NULL,
+                body BLOB NOT NULL,
+                due_at_ms INTEGER NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                created_at_ms INTEGER NOT NULL
+            );
+            CREATE INDEX status_callbacks_due ON status_callbacks(due_at_ms);
+            """
+        ),
     ]
 
     /// Brings the database to the latest version; returns the versions applied.

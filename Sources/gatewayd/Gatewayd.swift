@@ -101,7 +101,7 @@ struct Serve: ParsableCommand {
         let app = try GatewayApp(
             loop: loop, config: config, writer: writer, metrics: GatewayMetrics(registry: registry), logger: logger)
         // 5. Provider connections: HTTPS clients, sealed tokens, the token manager.
-        let deletionWorker = try startConnections(config: config, app: app, writer: writer, logger: logger)
+        let push = try startConnections(config: config, app: app, writer: writer, logger: logger)
 
         var limits = HTTPServerLimits()
         limits.ioTimeoutSeconds = Int32(config.ioTimeoutSeconds)
@@ -117,7 +117,7 @@ struct Serve: ParsableCommand {
         }
 
         // 6. Signals, handled on the loop thread.
-        let shutdown = Shutdown(loop: loop, app: app, server: server, writer: writer, logger: logger)
+        let shutdown = Shutdown(loop: loop, app: app, server: server, writer: writer, push: push, logger: logger)
         loop.onSignal(SIGTERM) { shutdown.begin(signal: "SIGTERM") }
         loop.onSignal(SIGINT) { shutdown.begin(signal: "SIGINT") }
         loop.onSignal(SIGHUP) { reload(configPath: configPath, app: app, loop: loop, logger: logger) }
@@ -131,7 +131,6 @@ struct Serve: ParsableCommand {
             ])
         // 7. Run until a signal stops the loop.
         loop.run()
-        deletionWorker?.stop()
         logger.info("process down")
     }
 }
@@ -164,14 +163,19 @@ final class Shutdown {
     let app: GatewayApp
     let server: HTTPServer
     let writer: StoreWriter
+    let push: PushServices?
     let logger: Logger
     private var started = false
 
-    init(loop: EventLoop, app: GatewayApp, server: HTTPServer, writer: StoreWriter, logger: Logger) {
+    init(
+        loop: EventLoop, app: GatewayApp, server: HTTPServer, writer: StoreWriter, push: PushServices?,
+        logger: Logger
+    ) {
         self.loop = loop
         self.app = app
         self.server = server
         self.writer = writer
+        self.push = push
         self.logger = logger
     }
 
@@ -183,7 +187,11 @@ final class Shutdown {
         server.stopAccepting()
         let loop = self.loop
         let writer = UncheckedSendable(self.writer)
+        let push = UncheckedSendable(self.push)
         DispatchQueue.global().async {
+            // Push attempts in flight get 3 s to finish; unfinished ones are released at
+            // the next start. Then the writer commits what is left.
+            push.value?.stop(deadline: 3)
             writer.value.shutdown()
             // Replies for the last commits are queued on the loop: give them time to flush.
             loop.execute { loop.stop(after: 0.2) }
@@ -195,10 +203,24 @@ final class Shutdown {
     }
 }
 
-/// Builds the provider clients and the connection service, or leaves connections
-/// off (503 on their routes) when no provider is enabled or no token key is set.
+/// What `startConnections` started, for shutdown.
+struct PushServices {
+    var deletionWorker: AthleteDeletionWorker
+    var dispatcher: Dispatcher
+    var callbacks: StatusCallbacks?
+
+    func stop(deadline: Double) {
+        dispatcher.stop(deadline: deadline)
+        deletionWorker.stop()
+        callbacks?.stop()
+    }
+}
+
+/// Builds the provider clients, the connection service and the push dispatcher, or
+/// leaves them off (503 on the connection routes) when no provider is enabled or no
+/// token key is set.
 func startConnections(config: GatewayConfig, app: GatewayApp, writer: StoreWriter, logger: Logger) throws
-    -> AthleteDeletionWorker?
+    -> PushServices?
 {
     var providers: [ProviderKind: ProviderOAuth] = [:]
     for (kind, settings) in [(ProviderKind.garmin, config.garmin), (.wahoo, config.wahoo)] where settings.enabled {
@@ -207,18 +229,21 @@ func startConnections(config: GatewayConfig, app: GatewayApp, writer: StoreWrite
                 caFile: settings.caFile.isEmpty ? nil : settings.caFile,
                 totalTimeoutMillis: config.requestTimeoutMillis),
             logger: logger)
+        let gate = try RateGate(
+            provider: kind, perMinute: settings.rateLimitPerMinute, maxConcurrency: settings.maxConcurrency,
+            writer: writer, databasePath: config.storagePath, logger: logger)
         providers[kind] = ProviderOAuth(
             endpoints: ProviderEndpoints(
                 kind: kind, clientID: settings.clientID, clientSecret: settings.clientSecret,
                 authorizeURL: settings.authorizeURL, tokenURL: settings.tokenURL, apiBaseURL: settings.apiBaseURL),
-            http: http)
+            http: http, gate: gate)
     }
     guard !providers.isEmpty else {
-        logger.info("no provider enabled: connections are off")
+        logger.info("no provider enabled: connections and pushes are off")
         return nil
     }
     guard !config.tokenKey.isEmpty else {
-        logger.warning("security.token_key is not set: connections are off (tokens cannot be stored)")
+        logger.warning("security.token_key is not set: connections and pushes are off (tokens cannot be stored)")
         return nil
     }
     let box = try TokenBox(current: config.tokenKey, previous: config.previousTokenKeys)
@@ -237,5 +262,32 @@ func startConnections(config: GatewayConfig, app: GatewayApp, writer: StoreWrite
     }
     let worker = try AthleteDeletionWorker(databasePath: config.storagePath, service: service, logger: logger)
     worker.start()
-    return worker
+
+    // Status callbacks to the plan app, if it wants them.
+    var callbacks: StatusCallbacks?
+    if !config.callbackURL.isEmpty, let first = config.webhookSecrets.first {
+        callbacks = try StatusCallbacks(
+            url: config.callbackURL, secret: try WebhookSecret(first),
+            http: try HTTPClient(
+                configuration: HTTPClientConfiguration(totalTimeoutMillis: config.requestTimeoutMillis),
+                logger: logger), writer: writer, databasePath: config.storagePath, logger: logger)
+        callbacks?.start()
+    }
+
+    var settings = DispatcherSettings()
+    settings.workers = config.pushWorkers
+    settings.maxAttempts = config.maxAttempts
+    settings.backoffBaseMillis = config.backoffBaseMillis
+    settings.backoffMaxMillis = config.backoffMaxMillis
+    var pushers: [ProviderKind: any ProviderPusher] = [:]
+    if providers[.garmin] != nil { pushers[.garmin] = GarminPusher() }
+    if providers[.wahoo] != nil { pushers[.wahoo] = WahooPusher() }
+    let attempt = try PushAttempt(
+        databasePath: config.storagePath, writer: writer, tokens: tokens, providers: providers, pushers: pushers,
+        settings: settings, callbackURLSet: callbacks != nil, logger: logger)
+    let dispatcher = try Dispatcher(
+        databasePath: config.storagePath, writer: writer, attempt: attempt, settings: settings, logger: logger)
+    dispatcher.start()
+    app.dispatcher = dispatcher
+    return PushServices(deletionWorker: worker, dispatcher: dispatcher, callbacks: callbacks)
 }

@@ -68,16 +68,27 @@ public enum ProviderCallError: Error, Sendable, Equatable, CustomStringConvertib
     }
 }
 
+/// Admits provider calls: a per-provider concurrency limit and rate window
+/// (SPEC §5: at most N calls, token calls included, in any 60 s).
+public protocol ProviderGate: Sendable {
+    /// Blocks until a call may start, and counts it.
+    func enter()
+    /// The call is over (its concurrency slot is free).
+    func leave()
+}
+
 /// The OAuth side of a provider: authorize URL, code exchange, refresh, the
 /// provider's user id, and revocation (SPEC §4). Blocking calls: run them on push or
 /// connection worker threads, never on the event loop.
 public final class ProviderOAuth: Sendable {
     public let endpoints: ProviderEndpoints
     let http: HTTPClient
+    let gate: (any ProviderGate)?
 
-    public init(endpoints: ProviderEndpoints, http: HTTPClient) {
+    public init(endpoints: ProviderEndpoints, http: HTTPClient, gate: (any ProviderGate)? = nil) {
         self.endpoints = endpoints
         self.http = http
+        self.gate = gate
     }
 
     public static let wahooScopes = "user_read workouts_read workouts_write plans_read plans_write offline_data"
@@ -148,6 +159,8 @@ public final class ProviderOAuth: Sendable {
     }
 
     private func send(_ request: HTTPClientRequest) throws(ProviderCallError) -> HTTPClientResponse {
+        gate?.enter()
+        defer { gate?.leave() }
         do {
             return try http.send(request)
         } catch {

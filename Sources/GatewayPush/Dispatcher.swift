@@ -1,0 +1,176 @@
+import Foundation
+import GatewayCore
+import GatewayProviders
+import GatewayStore
+import Logging
+
+public struct DispatcherSettings: Sendable {
+    public var workers = 16
+    public var maxAttempts = 10
+    public var backoffBaseMillis = 1000
+    public var backoffMaxMillis = 3_600_000
+    /// How long a claimed job is held; a crashed process's leases are released at start.
+    public var leaseMillis: Int64 = 120_000
+    public var pollMillis = 200
+
+    public init() {}
+}
+
+/// Claims due push jobs from the outbox and runs each attempt on a Dispatch
+/// concurrent queue (SPEC §5). Earliest session date first, round-robin across
+/// athletes within a claim, at most `workers` attempts at once; provider limits are
+/// enforced by each provider's `RateGate` around every call.
+public final class Dispatcher: @unchecked Sendable {
+    let writer: StoreWriter
+    let reader: Database
+    let attempt: PushAttempt
+    let settings: DispatcherSettings
+    let logger: Logger
+    private let queue = DispatchQueue(label: "gatewayd.push", attributes: .concurrent)
+    private let condition = NSCondition()
+    private var running = 0
+    private var stopping = false
+    private var wakeRequested = false
+    private var loopFinished = DispatchSemaphore(value: 0)
+
+    public init(
+        databasePath: String, writer: StoreWriter, attempt: PushAttempt, settings: DispatcherSettings, logger: Logger
+    ) throws {
+        self.writer = writer
+        self.attempt = attempt
+        self.settings = settings
+        self.logger = logger
+        reader = try Database.openForReading(path: databasePath)
+        // One gateway process owns the database: leases left by a crash are void.
+        try writer.performAndWait { db in
+            try db.statement("UPDATE jobs SET lease_until_ms = NULL WHERE lease_until_ms IS NOT NULL").run()
+        }
+    }
+
+    public func start() {
+        let thread = Thread { [self] in run() }
+        thread.name = "gatewayd-dispatcher"
+        thread.start()
+    }
+
+    /// New work may be due (an ingest commit, a connection): look now.
+    public func wake() {
+        condition.lock()
+        wakeRequested = true
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// Whether the dispatcher thread is alive (readiness).
+    public var isAlive: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return !stopping
+    }
+
+    /// Stops claiming; waits up to `deadline` seconds for attempts in flight. Attempts
+    /// still running then keep their lease until the process exits; their jobs are
+    /// released at the next start.
+    public func stop(deadline: Double) {
+        condition.lock()
+        stopping = true
+        condition.broadcast()
+        let until = Date(timeIntervalSinceNow: deadline)
+        while running > 0 {
+            if !condition.wait(until: until) { break }
+        }
+        let left = running
+        condition.unlock()
+        if left > 0 { logger.warning("push attempts still in flight at shutdown", metadata: ["count": "\(left)"]) }
+    }
+
+    private func run() {
+        while true {
+            condition.lock()
+            if stopping {
+                condition.unlock()
+                return
+            }
+            let free = settings.workers - running
+            condition.unlock()
+            var claimed: [(String, Int64)] = []
+            if free > 0 {
+                do {
+                    claimed = try claim(limit: free)
+                } catch {
+                    logger.error("cannot claim push jobs", metadata: ["error": "\(error)"])
+                }
+            }
+            for (sessionID, revision) in claimed { launch(sessionID, revision) }
+            condition.lock()
+            if !stopping && !wakeRequested {
+                _ = condition.wait(until: Date(timeIntervalSinceNow: Double(settings.pollMillis) / 1000))
+            }
+            wakeRequested = false
+            condition.unlock()
+        }
+    }
+
+    private func launch(_ sessionID: String, _ revision: Int64) {
+        condition.lock()
+        running += 1
+        condition.unlock()
+        queue.async { [self] in
+            attempt.run(sessionID: sessionID, jobRevision: revision)
+            condition.lock()
+            running -= 1
+            condition.broadcast()
+            condition.unlock()
+        }
+    }
+
+    /// Due, unleased jobs: earliest session date first, then round-robin across athletes
+    /// so one athlete's bulk publish cannot starve another's tomorrow.
+    func claim(limit: Int) throws -> [(String, Int64)] {
+        let now = WallClock.nowMillis()
+        var candidates: [(session: String, athlete: String, revision: Int64)] = []
+        try reader.query(
+            """
+            SELECT j.subject, s.athlete_id, j.revision FROM jobs j JOIN sessions s ON s.id = j.subject
+            WHERE j.kind = 'session.push' AND j.due_at_ms <= ?1 AND (j.lease_until_ms IS NULL OR j.lease_until_ms < ?1)
+            ORDER BY s.date, j.due_at_ms LIMIT ?2
+            """, [.int(now), .int(Int64(limit * 4))]
+        ) { candidates.append(($0.text(0) ?? "", $0.text(1) ?? "", $0.int(2))) }
+        guard !candidates.isEmpty else { return [] }
+        // Round-robin by athlete, keeping each athlete's own date order.
+        var byAthlete: [String: [(String, Int64)]] = [:]
+        var order: [String] = []
+        for c in candidates {
+            if byAthlete[c.athlete] == nil { order.append(c.athlete) }
+            byAthlete[c.athlete, default: []].append((c.session, c.revision))
+        }
+        var picked: [(String, Int64)] = []
+        var round = 0
+        while picked.count < limit {
+            var any = false
+            for athlete in order {
+                if let list = byAthlete[athlete], round < list.count, picked.count < limit {
+                    picked.append(list[round])
+                    any = true
+                }
+            }
+            if !any { break }
+            round += 1
+        }
+        let lease = now + settings.leaseMillis
+        let ids = picked.map(\.0)
+        let revisions = Dictionary(picked, uniquingKeysWith: { a, _ in a })
+        return try writer.performAndWait { db in
+            var leased: [(String, Int64)] = []
+            let statement = try db.statement(
+                """
+                UPDATE jobs SET lease_until_ms = ?1 WHERE kind = 'session.push' AND subject = ?2
+                    AND (lease_until_ms IS NULL OR lease_until_ms < ?3)
+                """)
+            for id in ids where try statement.run([.int(lease), .text(id), .int(now)]) == 1 {
+                if let revision = revisions[id] { leased.append((id, revision)) }
+            }
+            return leased
+        }
+    }
+}
