@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import GatewayCore
 import GatewayProviders
@@ -84,8 +85,27 @@ public final class Dispatcher: @unchecked Sendable {
         if left > 0 { logger.warning("push attempts still in flight at shutdown", metadata: ["count": "\(left)"]) }
     }
 
+    private var lastGauges: UInt64 = 0
+    private let queueDepth = Gauge(label: "gatewayd_push_queue_depth")
+    private let oldestDueAge = Gauge(label: "gatewayd_push_oldest_due_age_seconds")
+
+    /// Queue depth and the age of the oldest due job, about once a second.
+    private func updateGauges() {
+        let now = WallClock.monotonicNanos()
+        guard now - lastGauges >= 1_000_000_000 else { return }
+        lastGauges = now
+        let wall = WallClock.nowMillis()
+        _ = try? reader.queryFirst(
+            "SELECT COUNT(*), MIN(due_at_ms) FROM jobs WHERE kind = 'session.push' AND due_at_ms <= ?", [.int(wall)]
+        ) { row in
+            queueDepth.record(row.int(0))
+            oldestDueAge.record(row.isNull(1) ? 0 : Double(max(0, wall - row.int(1))) / 1000)
+        }
+    }
+
     private func run() {
         while true {
+            updateGauges()
             condition.lock()
             if stopping {
                 condition.unlock()

@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import GatewayCore
 import GatewayProviders
@@ -58,7 +59,11 @@ public final class RateGate: ProviderGate, @unchecked Sendable {
             let wake = Date(timeIntervalSince1970: Double(starts[0] + Self.window + 1) / 1000)
             _ = condition.wait(until: wake)
         }
-        if waited { quotaWaits += 1 }
+        if waited {
+            quotaWaits += 1
+            Counter(label: "gatewayd_provider_quota_waits_total", dimensions: [("provider", provider.rawValue)])
+                .increment()
+        }
         let at = starts.last!
         condition.unlock()
         // Durable before the call goes out: after a crash the window is still known.

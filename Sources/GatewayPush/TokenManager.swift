@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import GatewayCore
 import GatewayCrypto
@@ -168,6 +169,10 @@ public final class TokenManager: @unchecked Sendable {
             flightsLock.withLock { refreshCount += 1 }
             renewed = try oauth.refresh(refreshToken: refreshToken)
         } catch .invalidGrant(let why) {
+            Counter(
+                label: "gatewayd_token_refreshes_total",
+                dimensions: [("provider", provider.rawValue), ("outcome", "invalid_grant")]
+            ).increment()
             logger.warning(
                 "refresh refused, revoking the connection",
                 metadata: ["athlete_id": "\(athleteID)", "provider": "\(provider.rawValue)"])
@@ -177,8 +182,16 @@ public final class TokenManager: @unchecked Sendable {
             }
             throw .revoked("invalid_grant: \(why)")
         } catch {
+            Counter(
+                label: "gatewayd_token_refreshes_total",
+                dimensions: [("provider", provider.rawValue), ("outcome", "error")]
+            ).increment()
             throw .provider(error)
         }
+        Counter(
+            label: "gatewayd_token_refreshes_total", dimensions: [("provider", provider.rawValue), ("outcome", "ok")]
+        )
+        .increment()
         let sealed = seal(renewed, athleteID: athleteID, provider: provider, now: WallClock.nowMillis())
         // Committed before the new access token is handed out: a crash now keeps the
         // rotated refresh token, never the dead one.

@@ -291,17 +291,36 @@ public enum ConnectionStore {
     }
 
     /// Makes a connected provider the athlete's primary. False if it is not connected.
+    /// When the primary changes, the athlete's future sessions are queued: the push
+    /// moves each one (removed at the old provider, created at the new one).
     public static func setPrimary(_ db: Database, athleteID: String, provider: ProviderKind, now: Int64) throws
         -> Bool
     {
         guard
-            try db.scalarInt(
-                "SELECT 1 FROM connections WHERE athlete_id = ? AND provider = ? AND status = 'CONNECTED'",
-                [.text(athleteID), .text(provider.rawValue)]) != nil
+            let wasPrimary = try db.queryFirst(
+                "SELECT is_primary FROM connections WHERE athlete_id = ? AND provider = ? AND status = 'CONNECTED'",
+                [.text(athleteID), .text(provider.rawValue)], { $0.int(0) != 0 })
         else { return false }
         try db.statement(
             "UPDATE connections SET is_primary = (provider = ?2), updated_at_ms = ?3 WHERE athlete_id = ?1"
         ).run([.text(athleteID), .text(provider.rawValue), .int(now)])
+        if !wasPrimary {
+            let today = String(ISODateTime.format(epochMillis: now).prefix(10))
+            let future = """
+                athlete_id = ?1 AND deleted = 0 AND session_type = 'ENDURANCE' AND date >= ?2
+                    AND export_status IS NOT NULL
+                """
+            try db.statement(
+                """
+                INSERT INTO jobs(kind, subject, revision, due_at_ms, attempts, created_at_ms)
+                SELECT 'session.push', id, revision, ?3, 0, ?3 FROM sessions WHERE \(future)
+                ON CONFLICT(kind, subject) DO UPDATE SET due_at_ms = ?3, attempts = 0
+                """
+            ).run([.text(athleteID), .text(today), .int(now)])
+            try db.statement(
+                "UPDATE sessions SET export_status = 'PENDING', attempts = 0, updated_at_ms = ?3 WHERE \(future)"
+            ).run([.text(athleteID), .text(today), .int(now)])
+        }
         return true
     }
 }

@@ -219,3 +219,75 @@ def test_invalid_grant_makes_sessions_not_connected(gwp, psandbox):
     sid = uid("ses")
     gwp.accept(created(sid, athlete, day=future_date(3)))
     wait_status(gwp, sid, "NOT_CONNECTED", 1)
+
+
+def test_changing_the_primary_moves_future_sessions(gwp, psandbox):
+    athlete, guser, wuser = uid("ath"), uid("g"), wahoo_user()
+    connect(gwp, athlete, "garmin", guser)
+    connect(gwp, athlete, "wahoo", wuser)
+    sid = uid("ses")
+    gwp.accept(created(sid, athlete, day=future_date(6), workout=WAHOO_WORKOUT))
+    assert wait_status(gwp, sid, "SENT", 1)["exportProvider"] == "GARMIN"
+    r = gwp.http.put(
+        gwp.url(f"/v1/athletes/{athlete}/primary-provider"), json={"provider": "WAHOO"},
+        headers={"Authorization": f"Bearer {gwp.api_keys[0]}"})
+    assert r.status_code == 200, describe(r)
+    wait_for(lambda: gwp.status(sid).json()["exportProvider"] == "WAHOO" and gwp.status(sid).json()["exportStatus"] == "SENT",
+             timeout=20, what="moved to Wahoo")
+    garmin = garmin_state(psandbox, guser)
+    assert garmin["workouts"] == {} and garmin["schedules"] == {}
+    wahoo = psandbox.user_state("wahoo", wuser)
+    assert len(wahoo["workouts"]) == 1 and len(wahoo["plans"]) == 1
+
+
+def test_status_changes_are_sent_signed_to_the_plan_app(daemon_factory, psandbox):
+    import http.server
+    import json
+    import threading
+
+    from standardwebhooks.webhooks import Webhook
+
+    received: list[tuple[dict, dict]] = []
+    statuses: list[int] = [500]  # the first delivery fails: the gateway must retry
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((dict(self.headers), body))
+            code = statuses.pop(0) if statuses else 200
+            self.send_response(code)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        extra = psandbox.provider_config()
+        extra["plan_app"] = {"callback_url": f"http://127.0.0.1:{server.server_address[1]}/callbacks"}
+        extra["push"] = {"backoff_base_ms": 100, "backoff_max_ms": 400}
+        gw = daemon_factory("callbacks", extra=extra)
+        athlete = uid("ath")
+        connect(gw, athlete, "garmin", uid("g"))
+        sid = uid("ses")
+        gw.accept(created(sid, athlete, day=future_date(3)))
+        wait_status(gw, sid, "SENT", 1)
+        wait_for(lambda: len(received) >= 2, timeout=20, what="callback delivered after a retry")
+        verifier = Webhook(gw.secrets[0])
+        for headers, body in received:
+            lower = {k.lower(): v for k, v in headers.items()}
+            event = verifier.verify(body, lower)  # raises if the signature does not verify
+            assert event["type"] == "session.export_status_changed"
+            assert event["data"]["session"]["sessionId"] == sid
+            assert event["data"]["session"]["exportStatus"] == "SENT"
+        # The retry carries the same webhook-id: the plan app can deduplicate.
+        ids = {h.get("webhook-id") or h.get("Webhook-Id") for h, _ in received}
+        assert len(ids) == 1
+        # A wrong secret does not verify: the check above is not vacuous.
+        other = Webhook("whsec_" + __import__("base64").b64encode(b"x" * 32).decode())
+        with pytest.raises(Exception):
+            other.verify(received[0][1], {k.lower(): v for k, v in received[0][0].items()})
+    finally:
+        server.shutdown()
