@@ -57,11 +57,17 @@ public final class HMACSHA256 {
 public enum CryptoError: Error, Equatable, CustomStringConvertible {
     case openssl(String)
     case invalidSecret(String)
+    /// A sealed value names a key id that is not configured (TokenBox).
+    case unknownKey(String)
+    /// A sealed value is malformed, was tampered with, or belongs to another context (TokenBox).
+    case openFailed(String)
 
     public var description: String {
         switch self {
         case .openssl(let call): return "OpenSSL call failed: \(call)"
         case .invalidSecret(let why): return why
+        case .unknownKey(let id): return "sealed with unknown key id \(id)"
+        case .openFailed(let why): return "cannot open sealed value: \(why)"
         }
     }
 }
