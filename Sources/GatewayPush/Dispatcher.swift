@@ -144,38 +144,46 @@ public final class Dispatcher: @unchecked Sendable {
         }
     }
 
-    /// Due, unleased jobs: earliest session date first, then round-robin across athletes
-    /// so one athlete's bulk publish cannot starve another's tomorrow.
+    /// Due, unleased jobs: earliest session date first; among sessions of the same date,
+    /// round-robin across athletes. Date order alone keeps one athlete's 12-week bulk
+    /// publish from starving another's tomorrow (tomorrow sorts first); the round-robin
+    /// keeps a bulk publish from starving others on the same day.
     func claim(limit: Int) throws -> [(String, Int64)] {
         let now = WallClock.nowMillis()
-        var candidates: [(session: String, athlete: String, revision: Int64)] = []
+        var candidates: [(session: String, athlete: String, revision: Int64, date: String)] = []
         try reader.query(
             """
-            SELECT j.subject, s.athlete_id, j.revision FROM jobs j JOIN sessions s ON s.id = j.subject
+            SELECT j.subject, s.athlete_id, j.revision, s.date FROM jobs j JOIN sessions s ON s.id = j.subject
             WHERE j.kind = 'session.push' AND j.due_at_ms <= ?1 AND (j.lease_until_ms IS NULL OR j.lease_until_ms < ?1)
             ORDER BY s.date, j.due_at_ms LIMIT ?2
             """, [.int(now), .int(Int64(limit * 4))]
-        ) { candidates.append(($0.text(0) ?? "", $0.text(1) ?? "", $0.int(2))) }
+        ) { candidates.append(($0.text(0) ?? "", $0.text(1) ?? "", $0.int(2), $0.text(3) ?? "")) }
         guard !candidates.isEmpty else { return [] }
-        // Round-robin by athlete, keeping each athlete's own date order.
-        var byAthlete: [String: [(String, Int64)]] = [:]
-        var order: [String] = []
-        for c in candidates {
-            if byAthlete[c.athlete] == nil { order.append(c.athlete) }
-            byAthlete[c.athlete, default: []].append((c.session, c.revision))
-        }
         var picked: [(String, Int64)] = []
-        var round = 0
-        while picked.count < limit {
-            var any = false
-            for athlete in order {
-                if let list = byAthlete[athlete], round < list.count, picked.count < limit {
-                    picked.append(list[round])
-                    any = true
-                }
+        var start = 0
+        while start < candidates.count && picked.count < limit {
+            // One date's candidates, interleaved by athlete.
+            var end = start
+            while end < candidates.count && candidates[end].date == candidates[start].date { end += 1 }
+            var byAthlete: [String: [(String, Int64)]] = [:]
+            var order: [String] = []
+            for c in candidates[start..<end] {
+                if byAthlete[c.athlete] == nil { order.append(c.athlete) }
+                byAthlete[c.athlete, default: []].append((c.session, c.revision))
             }
-            if !any { break }
-            round += 1
+            var round = 0
+            while picked.count < limit {
+                var any = false
+                for athlete in order {
+                    if let list = byAthlete[athlete], round < list.count, picked.count < limit {
+                        picked.append(list[round])
+                        any = true
+                    }
+                }
+                if !any { break }
+                round += 1
+            }
+            start = end
         }
         let lease = now + settings.leaseMillis
         let ids = picked.map(\.0)

@@ -86,6 +86,9 @@ public final class PushAttempt: @unchecked Sendable {
         case notConnected
         case failed(String)
         case retry(afterMillis: Int64, error: String, rateLimited: Bool)
+        /// The provider's quota window is full: the job goes back, due when a call can
+        /// start, so the next claim picks the earliest dates again. Not an attempt.
+        case deferred(untilMillis: Int64)
     }
 
     public func run(sessionID: String, jobRevision: Int64) {
@@ -152,6 +155,10 @@ public final class PushAttempt: @unchecked Sendable {
             return .failed(error.message)
         }
 
+        if let gate = providers[target]?.gate as? RateGate {
+            let free = gate.nextFreeSlot()
+            if free > WallClock.nowMillis() { return .deferred(untilMillis: free) }
+        }
         let attemptNumber = session.attempts + 1
         try writer.performAndWait { db in
             try db.statement("UPDATE sessions SET attempts = ? WHERE id = ? AND revision = ?").run([
@@ -257,6 +264,7 @@ public final class PushAttempt: @unchecked Sendable {
         case .notConnected: label = "not_connected"
         case .failed: label = "failed"
         case .retry(_, _, let limited): label = limited ? "rate_limited" : "retry"
+        case .deferred: label = "deferred"
         }
         Counter(label: "gatewayd_pushes_total", dimensions: [("provider", metricProvider), ("outcome", label)])
             .increment()
@@ -314,7 +322,14 @@ public final class PushAttempt: @unchecked Sendable {
                     break  // a newer revision arrived meanwhile: its own job pushes it
                 }
                 // The job: done for this revision, or due again later.
-                if case .retry(let after, _, _) = outcome, isCurrent {
+                if case .deferred(let until) = outcome {
+                    try db.statement(
+                        """
+                        UPDATE jobs SET due_at_ms = MAX(due_at_ms, ?2), lease_until_ms = NULL
+                        WHERE kind = 'session.push' AND subject = ?1
+                        """
+                    ).run([.text(sessionID), .int(until)])
+                } else if case .retry(let after, _, _) = outcome, isCurrent {
                     try db.statement(
                         """
                         UPDATE jobs SET due_at_ms = ?3, lease_until_ms = NULL, attempts = attempts + 1

@@ -26,11 +26,11 @@ def wahoo_user() -> str:
 
 
 class Sandbox:
-    def __init__(self, binary: str, workdir):
+    def __init__(self, binary: str, workdir, args: list[str] | None = None):
         self.port = free_port()
         self.log = open(workdir / "sandbox.log", "ab")
         self.proc = subprocess.Popen(
-            [binary, "sandbox", "--listen", f"127.0.0.1:{self.port}"],
+            [binary, "sandbox", "--listen", f"127.0.0.1:{self.port}", *(args or [])],
             stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL,
         )
         self.base = f"http://127.0.0.1:{self.port}"

@@ -66,8 +66,9 @@ public struct GarminPusher: ProviderPusher {
             guard let workoutID = ProviderResponse.id(object["workoutId"]) else {
                 throw ProviderCallError.badResponse("the created workout has no workoutId")
             }
-            // The date is the schedule create about to be sent (see the type's comment).
-            state = RemoteWorkout(workoutID: workoutID, scheduledDate: session.date)
+            // A new workout has no schedule yet; `scheduledDate` is set just before the
+            // schedule create is sent (see the type's comment).
+            state = RemoteWorkout(workoutID: workoutID)
             try checkpoint(state)
         }
         try schedule(session, state: &state, call: call, checkpoint: checkpoint)
@@ -98,12 +99,16 @@ public struct GarminPusher: ProviderPusher {
             state.scheduledDate = nil
         }
 
-        // No known schedule: one may exist from a create whose outcome was unknown.
-        var days = [session.date]
-        if let pending = state.scheduledDate, pending != session.date { days.append(pending) }
+        // No known schedule. One can only exist if a schedule create was sent before
+        // (its date was checkpointed first) and its outcome was lost: look it up then,
+        // and only then, so a normal push costs two calls, not three.
         var found: [(scheduleID: String, date: String)] = []
-        for day in days {
-            found += try schedules(of: workoutID, on: day, call: call)
+        if let pending = state.scheduledDate {
+            var days = [session.date]
+            if pending != session.date { days.append(pending) }
+            for day in days {
+                found += try schedules(of: workoutID, on: day, call: call)
+            }
         }
         if let adopted = found.first {
             state.scheduleID = adopted.scheduleID

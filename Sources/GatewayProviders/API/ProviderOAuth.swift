@@ -83,7 +83,7 @@ public protocol ProviderGate: Sendable {
 public final class ProviderOAuth: Sendable {
     public let endpoints: ProviderEndpoints
     let http: HTTPClient
-    let gate: (any ProviderGate)?
+    public let gate: (any ProviderGate)?
 
     public init(endpoints: ProviderEndpoints, http: HTTPClient, gate: (any ProviderGate)? = nil) {
         self.endpoints = endpoints
