@@ -291,3 +291,51 @@ def test_status_changes_are_sent_signed_to_the_plan_app(daemon_factory, psandbox
             other.verify(received[0][1], {k.lower(): v for k, v in received[0][0].items()})
     finally:
         server.shutdown()
+
+
+def test_rate_limited_answer_waits_for_retry_after(gwp, psandbox):
+    athlete, user = uid("ath"), uid("g")
+    connect(gwp, athlete, "garmin", user)
+    psandbox.fault(method="POST", path="/garmin/workoutportal/workout/v2", responses=[{"status": 429, "retryAfter": 2}])
+    before = psandbox.count("POST /garmin/workoutportal/workout/v2")
+    sid = uid("ses")
+    gwp.accept(created(sid, athlete, day=future_date(3)))
+    wait_for(lambda: psandbox.count("POST /garmin/workoutportal/workout/v2") == before + 1, timeout=10, what="first try")
+    first = __import__("time").monotonic()
+    s = wait_status(gwp, sid, "SENT", 1)
+    waited = __import__("time").monotonic() - first
+    assert psandbox.count("POST /garmin/workoutportal/workout/v2") == before + 2
+    assert waited >= 1.9, f"retried after {waited:.2f}s, Retry-After was 2"
+    assert s["attempts"] == 2
+
+
+def test_lost_answer_of_a_wahoo_workout_create_leaves_one_workout(gwp, psandbox):
+    athlete, user = uid("ath"), wahoo_user()
+    connect(gwp, athlete, "wahoo", user)
+    psandbox.fault(method="POST", path="/wahoo/v1/workouts", responses=[{"dropAfterHandling": True}])
+    sid = uid("ses")
+    gwp.accept(created(sid, athlete, day=future_date(3), workout=WAHOO_WORKOUT))
+    s = wait_status(gwp, sid, "SENT", 1)
+    state = psandbox.user_state("wahoo", user)
+    assert len(state["workouts"]) == 1 and len(state["plans"]) == 1, state
+    assert str(list(state["workouts"].values())[0]["id"]) == s["externalWorkoutId"]
+
+
+def test_push_metrics_are_exported(gwp):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    athlete = uid("ath")
+    connect(gwp, athlete, "garmin", uid("g"))
+    sid = uid("ses")
+    gwp.accept(created(sid, athlete, day=future_date(3)))
+    wait_status(gwp, sid, "SENT", 1)
+    families = {f.name: f for f in text_string_to_metric_families(gwp.http.get(gwp.url("/metrics")).text)}
+    pushes = {
+        (s.labels.get("provider"), s.labels.get("outcome")): s.value
+        for s in families["gatewayd_pushes"].samples if s.name == "gatewayd_pushes_total"
+    }
+    assert pushes.get(("GARMIN", "sent"), 0) >= 1
+    latency = [s for s in families["gatewayd_push_latency_seconds"].samples if s.name.endswith("_count")]
+    assert latency and latency[0].value >= 1
+    assert "gatewayd_push_queue_depth" in families
+    assert "gatewayd_push_oldest_due_age_seconds" in families
