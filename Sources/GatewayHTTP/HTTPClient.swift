@@ -685,14 +685,17 @@ final class ClientEngine: @unchecked Sendable {
                 "outbound call failed",
                 metadata: ["host": "\(call.target.host):\(call.target.port)", "error": "\(error)"])
         }
+        if let connection = call.connection {
+            call.connection = nil
+            connection.call = nil
+            let reusable: Bool
+            if case .success = result { reusable = !connection.closed } else { reusable = false }
+            // Never free or reuse a connection inside its own libevent callback. Queued
+            // before the caller wakes: its next request, queued after, finds the
+            // connection idle again (keep-alive), whatever thread runs first.
+            loop.executeUnchecked { [unowned self] in self.release(connection, reusable: reusable) }
+        }
         call.complete(result)
-        guard let connection = call.connection else { return }
-        call.connection = nil
-        connection.call = nil
-        let reusable: Bool
-        if case .success = result { reusable = !connection.closed } else { reusable = false }
-        // Never free or reuse a connection inside its own libevent callback.
-        loop.executeUnchecked { [unowned self] in self.release(connection, reusable: reusable) }
     }
 
     private func release(_ connection: ClientConnection, reusable: Bool) {
