@@ -45,14 +45,7 @@ public struct CalendarDate: Sendable, Equatable, Comparable, CustomStringConvert
 
     /// Days since 1970-01-01.
     public var daysSinceEpoch: Int {
-        // Howard Hinnant's days_from_civil.
-        let y = month <= 2 ? year - 1 : year
-        let era = (y >= 0 ? y : y - 399) / 400
-        let yoe = y - era * 400
-        let mp = (month + 9) % 12
-        let doy = (153 * mp + 2) / 5 + day - 1
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
-        return era * 146097 + doe - 719468
+        SessionTime.daysFromCivil(year: year, month: month, day: day)
     }
 
     public var description: String {
@@ -118,18 +111,9 @@ public enum ISODateTime {
     public static func format(epochMillis: Int64) -> String {
         let totalSeconds = epochMillis >= 0 ? epochMillis / 1000 : (epochMillis - 999) / 1000
         let millis = Int(epochMillis - totalSeconds * 1000)
-        var days = Int(totalSeconds >= 0 ? totalSeconds / 86400 : (totalSeconds - 86399) / 86400)
+        let days = Int(totalSeconds >= 0 ? totalSeconds / 86400 : (totalSeconds - 86399) / 86400)
         let secondOfDay = Int(totalSeconds - Int64(days) * 86400)
-        // Hinnant's civil_from_days.
-        days += 719468
-        let era = (days >= 0 ? days : days - 146096) / 146097
-        let doe = days - era * 146097
-        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let day = doy - (153 * mp + 2) / 5 + 1
-        let month = mp < 10 ? mp + 3 : mp - 9
-        let year = yoe + era * 400 + (month <= 2 ? 1 : 0)
+        let (year, month, day) = SessionTime.civilFromDays(days)
         func pad(_ n: Int, _ width: Int) -> String {
             let s = String(n)
             return String(repeating: "0", count: max(0, width - s.count)) + s
