@@ -184,7 +184,6 @@ public final class PushAttempt: @unchecked Sendable {
     func call(athleteID: String, provider: ProviderKind) -> ProviderCall {
         let tokens = self.tokens
         let oauth = providers[provider]
-        let failure = TokenFailure()
         return { method, path, body, contentType throws(ProviderCallError) in
             guard let oauth else { throw .rejected(status: 0, message: "provider not configured") }
             do throws(TokenError) {
@@ -195,7 +194,6 @@ public final class PushAttempt: @unchecked Sendable {
             } catch .provider(let error) {
                 throw error
             } catch {
-                failure.error = error
                 throw TokenFailure.marker(error)
             }
         }
@@ -304,13 +302,12 @@ public final class PushAttempt: @unchecked Sendable {
                         """
                     ).run([.text(sessionID)])
                 case .failed(let message) where isCurrent:
-                    let text = message.hasPrefix("Validation failed") ? message : message
                     try db.statement(
                         """
                         UPDATE sessions SET export_status = 'FAILED', last_export_error = ?2, next_attempt_at_ms = NULL
                         WHERE id = ?1
                         """
-                    ).run([.text(sessionID), .text(text)])
+                    ).run([.text(sessionID), .text(message)])
                 case .retry(let after, let message, _) where isCurrent:
                     try db.statement(
                         """
@@ -355,9 +352,8 @@ public final class PushAttempt: @unchecked Sendable {
 }
 
 /// Carries a token failure (not connected, revoked) through a `ProviderCall`, whose
-/// errors are `ProviderCallError`s.
-final class TokenFailure: @unchecked Sendable {
-    var error: (any Error)?
+/// errors are `ProviderCallError`s: a `rejected` error with this marker status.
+enum TokenFailure {
     static let status = -1
 
     static func marker(_ error: any Error) -> ProviderCallError {
