@@ -161,10 +161,5 @@ public enum PKCE {
     /// 256-bit random state, base64url, no padding.
     public static func makeState() -> String { base64URL(SecureRandom.bytes(32)) }
 
-    /// base64url without padding (RFC 4648 §5).
-    private static func base64URL(_ bytes: [UInt8]) -> String {
-        var text = Base64.encode(bytes)
-        while text.hasSuffix("=") { text.removeLast() }
-        return String(text.map { $0 == "+" ? "-" : $0 == "/" ? "_" : $0 })
-    }
+    private static func base64URL(_ bytes: [UInt8]) -> String { Base64.encodeURL(bytes) }
 }

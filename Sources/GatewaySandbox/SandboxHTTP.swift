@@ -153,18 +153,7 @@ enum FormDecoding {
 
 enum Base64URL {
     /// base64url without padding (RFC 4648 §5), as PKCE S256 uses it.
-    static func encode(_ bytes: [UInt8]) -> String {
-        var text = Base64.encode(bytes)
-        while text.hasSuffix("=") { text.removeLast() }
-        return String(
-            text.map { c -> Character in
-                switch c {
-                case "+": return "-"
-                case "/": return "_"
-                default: return c
-                }
-            })
-    }
+    static func encode(_ bytes: [UInt8]) -> String { Base64.encodeURL(bytes) }
 
     /// A random secret of `bytes` random bytes (tokens, codes).
     static func random(bytes: Int = 32) -> String {

@@ -92,3 +92,10 @@ private func randomSecret() -> String { "whsec_" + Base64.encode(SecureRandom.by
     #expect(!ConstantTime.equals([1, 2, 3], [1, 2]))
     #expect(ConstantTime.equals("key", "key"))
 }
+
+@Test func base64URLHasNoPaddingAndURLSafeLetters() {
+    // 0xfb 0xff → "+/8=" in standard base64.
+    #expect(Base64.encode([0xFB, 0xFF]) == "+/8=")
+    #expect(Base64.encodeURL([0xFB, 0xFF]) == "-_8")
+    #expect(Base64.encodedCount(5) == 8)
+}

@@ -9,32 +9,66 @@ public enum Base64 {
         return table
     }()
 
+    /// Length of the padded encoding of `count` bytes.
+    public static func encodedCount(_ count: Int) -> Int { (count + 2) / 3 * 4 }
+
     public static func encode(_ bytes: some Collection<UInt8>) -> String {
         let input = Array(bytes)
-        var out = [UInt8]()
-        out.reserveCapacity((input.count + 2) / 3 * 4)
+        return input.withUnsafeBufferPointer { buffer in
+            String(unsafeUninitializedCapacity: encodedCount(buffer.count)) { out in
+                guard let start = out.baseAddress else { return 0 }
+                return encode(buffer, into: start) - start
+            }
+        }
+    }
+
+    /// Writes the padded encoding of `input` at `out` (room for `encodedCount` bytes)
+    /// and returns the end: for callers that build a larger buffer around it.
+    public static func encode(_ input: UnsafeBufferPointer<UInt8>, into out: UnsafeMutablePointer<UInt8>)
+        -> UnsafeMutablePointer<UInt8>
+    {
+        let letters: StaticString = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+        let table = letters.utf8Start
+        var p = out
         var i = 0
-        while i + 3 <= input.count {
-            let n = UInt32(input[i]) << 16 | UInt32(input[i + 1]) << 8 | UInt32(input[i + 2])
-            out.append(alphabet[Int(n >> 18 & 63)])
-            out.append(alphabet[Int(n >> 12 & 63)])
-            out.append(alphabet[Int(n >> 6 & 63)])
-            out.append(alphabet[Int(n & 63)])
+        let n = input.count
+        while i + 3 <= n {
+            let v = UInt32(input[i]) << 16 | UInt32(input[i + 1]) << 8 | UInt32(input[i + 2])
+            p[0] = table[Int(v >> 18 & 63)]
+            p[1] = table[Int(v >> 12 & 63)]
+            p[2] = table[Int(v >> 6 & 63)]
+            p[3] = table[Int(v & 63)]
+            p += 4
             i += 3
         }
-        let rest = input.count - i
-        if rest == 1 {
-            let n = UInt32(input[i]) << 16
-            out.append(alphabet[Int(n >> 18 & 63)])
-            out.append(alphabet[Int(n >> 12 & 63)])
-            out.append(UInt8(ascii: "="))
-            out.append(UInt8(ascii: "="))
-        } else if rest == 2 {
-            let n = UInt32(input[i]) << 16 | UInt32(input[i + 1]) << 8
-            out.append(alphabet[Int(n >> 18 & 63)])
-            out.append(alphabet[Int(n >> 12 & 63)])
-            out.append(alphabet[Int(n >> 6 & 63)])
-            out.append(UInt8(ascii: "="))
+        if n - i == 1 {
+            let v = UInt32(input[i]) << 16
+            p[0] = table[Int(v >> 18 & 63)]
+            p[1] = table[Int(v >> 12 & 63)]
+            p[2] = UInt8(ascii: "=")
+            p[3] = UInt8(ascii: "=")
+            p += 4
+        } else if n - i == 2 {
+            let v = UInt32(input[i]) << 16 | UInt32(input[i + 1]) << 8
+            p[0] = table[Int(v >> 18 & 63)]
+            p[1] = table[Int(v >> 12 & 63)]
+            p[2] = table[Int(v >> 6 & 63)]
+            p[3] = UInt8(ascii: "=")
+            p += 4
+        }
+        return p
+    }
+
+    /// base64url without padding (RFC 4648 §5), as PKCE and OAuth state use it.
+    public static func encodeURL(_ bytes: some Collection<UInt8>) -> String {
+        var out = Array(encode(bytes).utf8)
+        while out.last == UInt8(ascii: "=") { out.removeLast() }
+        for i in out.indices {
+            if out[i] == UInt8(ascii: "+") {
+                out[i] = UInt8(ascii: "-")
+            } else if out[i] == UInt8(ascii: "/") {
+                out[i] = UInt8(ascii: "_")
+            }
         }
         return String(decoding: out, as: UTF8.self)
     }

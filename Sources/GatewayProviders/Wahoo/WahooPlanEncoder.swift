@@ -55,53 +55,16 @@ public enum WahooPlanEncoder {
     public static func dataURL(_ plan: JSONValue) -> String {
         let json = plan.serializedBytes
         let prefix: StaticString = "data:application/json;base64,"
-        let count = prefix.utf8CodeUnitCount + (json.count + 2) / 3 * 4
+        let count = prefix.utf8CodeUnitCount + Base64.encodedCount(json.count)
         // The prefix and the base64 of plan.json written straight into the string.
         return String(unsafeUninitializedCapacity: count) { buffer in
             guard let start = buffer.baseAddress else { return 0 }
             start.update(from: prefix.utf8Start, count: prefix.utf8CodeUnitCount)
             let end = json.withUnsafeBufferPointer {
-                appendBase64($0, to: start + prefix.utf8CodeUnitCount)
+                Base64.encode($0, into: start + prefix.utf8CodeUnitCount)
             }
             return end - start
         }
-    }
-
-    /// Standard padded base64 of `input` (the same bytes as `Base64.encode`), written at
-    /// `out`; returns the end. Specialized here for the plan, the largest input by far.
-    static func appendBase64(
-        _ input: UnsafeBufferPointer<UInt8>, to out: UnsafeMutablePointer<UInt8>
-    ) -> UnsafeMutablePointer<UInt8> {
-        let alphabet: StaticString = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-        let table = alphabet.utf8Start
-        var p = out
-        var i = 0
-        let n = input.count
-        while i + 3 <= n {
-            let v = UInt32(input[i]) << 16 | UInt32(input[i + 1]) << 8 | UInt32(input[i + 2])
-            p[0] = table[Int(v >> 18 & 63)]
-            p[1] = table[Int(v >> 12 & 63)]
-            p[2] = table[Int(v >> 6 & 63)]
-            p[3] = table[Int(v & 63)]
-            p += 4
-            i += 3
-        }
-        if n - i == 1 {
-            let v = UInt32(input[i]) << 16
-            p[0] = table[Int(v >> 18 & 63)]
-            p[1] = table[Int(v >> 12 & 63)]
-            p[2] = UInt8(ascii: "=")
-            p[3] = UInt8(ascii: "=")
-            p += 4
-        } else if n - i == 2 {
-            let v = UInt32(input[i]) << 16 | UInt32(input[i + 1]) << 8
-            p[0] = table[Int(v >> 18 & 63)]
-            p[1] = table[Int(v >> 12 & 63)]
-            p[2] = table[Int(v >> 6 & 63)]
-            p[3] = UInt8(ascii: "=")
-            p += 4
-        }
-        return p
     }
 
     /// The form of `POST /v1/workouts` (and `PUT /v1/workouts/{id}`), in this order:
