@@ -20,7 +20,12 @@ public final class EventLoop: @unchecked Sendable {
     public init() {
         // Must precede event_base_new, or event_active from other threads is unsafe.
         EventLoop.enableThreads
-        guard let base = event_base_new() else { fatalError("event_base_new failed") }
+        // Changelist: the enable/disable pairs evhttp makes on a connection within one
+        // loop iteration become one epoll_ctl instead of several.
+        let config = event_config_new()
+        event_config_set_flag(config, Int32(EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST.rawValue))
+        guard let base = event_base_new_with_config(config) else { fatalError("event_base_new failed") }
+        event_config_free(config)
         self.base = base
         let context = Unmanaged.passUnretained(self).toOpaque()
         mailboxEvent = event_new(

@@ -4,11 +4,16 @@ import Logging
 
 /// The one thread that writes the database.
 ///
-/// Callers hand it operations from any thread; it takes everything waiting,
-/// runs it in one transaction, commits with one fsync (group commit), and only
-/// then calls each operation's completion. A 2xx built on such a completion
-/// therefore means "on disk". WAL checkpoints run on a separate connection and
-/// thread, so they never sit in the commit path.
+/// Callers hand it operations from any thread; it takes everything waiting and
+/// runs it in one transaction (group commit). The commit writes the WAL frames
+/// without waiting for the disk (`synchronous=NORMAL`); a `WALSyncer` thread then
+/// calls `fdatasync` on the WAL file, and only after that returns are the
+/// operations' completions called. A 2xx built on such a completion therefore
+/// means "on disk", exactly as with `synchronous=FULL`, but the writer is already
+/// running the next transaction while the disk flushes the previous one, and two
+/// flushes may be in flight at once (see docs/DECISIONS.md, "Durable ingest").
+/// WAL checkpoints run on a separate connection and thread, so they never sit in
+/// the commit path.
 public final class StoreWriter: @unchecked Sendable {
     public enum Operation: Sendable {
         case ingest(IngestRecord, @Sendable (Result<IngestOutcome, any Error>) -> Void)
@@ -61,15 +66,28 @@ public final class StoreWriter: @unchecked Sendable {
     /// Past this many WAL pages the writer copies the tail itself (see Checkpointer).
     static let tailCheckpointPages = 8192
     private let finished = DispatchSemaphore(value: 0)
+    private let syncer: WALSyncer
+    /// Commits made by this writer; written on the writer thread only.
+    private var commitSequence: UInt64 = 0
 
     /// Pending operations and committed batches, for metrics and tests.
     public private(set) var batchesCommitted = 0
 
-    public init(path: String, logger: Logger) throws {
+    public convenience init(path: String, logger: Logger) throws {
+        try self.init(path: path, logger: logger, flush: { fdatasync($0) })
+    }
+
+    /// `flush` makes the WAL file durable (`fdatasync`); tests pass a slow or failing one.
+    init(path: String, logger: Logger, flush: @escaping @Sendable (Int32) -> Int32) throws {
         self.path = path
         self.logger = logger
         let db = try Database.openForWriting(path: path)
         try Schema.migrate(db, now: WallClock.nowMillis())
+        // Commits write the WAL without syncing; the syncer makes them durable before
+        // any completion runs. A first write guarantees the WAL file exists to be opened.
+        try db.execute("PRAGMA synchronous=NORMAL;")
+        try db.execute("INSERT OR REPLACE INTO probes(id, at_ms) VALUES(1, \(WallClock.nowMillis()));")
+        syncer = try WALSyncer(walPath: path + "-wal", logger: logger, flush: flush)
         checkpointer = try Checkpointer(path: path, logger: logger)
         let pagesBox = WALPages()
         db.onWALCommit { [checkpointer] pages in
@@ -108,6 +126,7 @@ public final class StoreWriter: @unchecked Sendable {
         condition.signal()
         condition.unlock()
         finished.wait()
+        syncer.shutdown()
         checkpointer.shutdown()
     }
 
@@ -197,18 +216,14 @@ public final class StoreWriter: @unchecked Sendable {
             logger.error("database commit failed", metadata: ["error": "\(error)"])
             results = [.failure(error)]
         }
-        var next = afterCommit.makeIterator()
-        for (operation, result) in zip(batch, results) {
-            switch operation {
-            case .ingest(_, let completion): completion(result)
-            case .probe(let completion): completion(result.map { _ in () })
-            case .change(_, let failed):
-                switch result {
-                case .success: next.next()?()
-                case .failure(let error): failed(error)
-                }
-            }
+        let delivery = Delivery(batch: batch, results: results, afterCommit: afterCommit)
+        if case .failure = results.first, results.count == 1 {
+            // Nothing was committed: no flush to wait for.
+            delivery.deliver(syncError: nil)
+            return
         }
+        commitSequence += 1
+        syncer.committed(commitSequence, delivery)
     }
 
     /// Between commits, once the WAL is large and the bulk checkpoint is idle, copy
@@ -231,7 +246,140 @@ public final class StoreWriter: @unchecked Sendable {
 
 public enum StoreError: Error, CustomStringConvertible {
     case shuttingDown
-    public var description: String { "the store is shutting down" }
+    case syncFailed(errno: Int32)
+    public var description: String {
+        switch self {
+        case .shuttingDown: return "the store is shutting down"
+        case .syncFailed(let code): return "fdatasync of the WAL failed: \(String(cString: strerror(code)))"
+        }
+    }
+}
+
+/// The completions of one committed batch, run once its WAL frames are on disk.
+struct Delivery: @unchecked Sendable {
+    let batch: [StoreWriter.Operation]
+    let results: [Result<IngestOutcome, any Error>]
+    let afterCommit: [@Sendable () -> Void]
+
+    /// `syncError` non-nil: the commit happened but may not be durable, so every
+    /// operation fails (a webhook gets 503 and is retried by the plan app).
+    func deliver(syncError: (any Error)?) {
+        var next = afterCommit.makeIterator()
+        for (operation, committed) in zip(batch, results) {
+            let result = syncError.map { .failure($0) } ?? committed
+            switch operation {
+            case .ingest(_, let completion): completion(result)
+            case .probe(let completion): completion(result.map { _ in () })
+            case .change(_, let failed):
+                switch result {
+                case .success: next.next()?()
+                case .failure(let error): failed(error)
+                }
+            }
+        }
+    }
+}
+
+/// Makes the writer's commits durable: `fdatasync` on the WAL file, then the
+/// completions of every commit made before that flush started.
+///
+/// The writer commits with `synchronous=NORMAL`, so a commit returns once its
+/// frames are written to the WAL (in the page cache). A flush that starts after a
+/// commit returned covers it. While one flush is in flight, commits keep coming;
+/// a second thread starts the next flush at once instead of waiting, since this
+/// machine's disk completes concurrent flushes about as fast as single ones
+/// (measured in docs/BENCHMARKS.md). Checkpoints stay safe: in WAL mode SQLite
+/// syncs the WAL before copying it back and the database before reusing the WAL.
+final class WALSyncer: @unchecked Sendable {
+    static let flushers = 2
+    private let fd: Int32
+    private let flush: @Sendable (Int32) -> Int32
+    private let logger: Logger
+    private let condition = NSCondition()
+    // Guarded by `condition`.
+    private var committed: UInt64 = 0
+    private var flushStarted: UInt64 = 0
+    private var inFlight = 0
+    private var waiting: [(sequence: UInt64, delivery: Delivery)] = []
+    private var stopping = false
+    /// Set by the first failed flush. Linux may drop the dirty pages of a failed
+    /// `fdatasync` and report success on the next one, so after a failure nothing
+    /// is confirmed again until the daemon restarts (and SQLite recovers the WAL).
+    private var failure: (any Error)?
+    private let finished = DispatchSemaphore(value: 0)
+
+    init(walPath: String, logger: Logger, flush: @escaping @Sendable (Int32) -> Int32) throws {
+        let fd = open(walPath, O_RDWR | O_CLOEXEC)
+        guard fd >= 0 else { throw StoreError.syncFailed(errno: errno) }
+        self.fd = fd
+        self.flush = flush
+        self.logger = logger
+        for index in 0..<Self.flushers {
+            let thread = Thread { [self] in self.run() }
+            thread.name = "gatewayd-sync-\(index)"
+            thread.start()
+        }
+    }
+
+    deinit { close(fd) }
+
+    /// Called by the writer after commit `sequence` returned.
+    func committed(_ sequence: UInt64, _ delivery: Delivery) {
+        condition.lock()
+        committed = sequence
+        waiting.append((sequence, delivery))
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// Flushes and delivers everything committed so far, then stops the threads.
+    func shutdown() {
+        condition.lock()
+        stopping = true
+        condition.broadcast()
+        condition.unlock()
+        for _ in 0..<Self.flushers { finished.wait() }
+    }
+
+    private func run() {
+        while true {
+            condition.lock()
+            while committed == flushStarted && !stopping { condition.wait() }
+            if committed == flushStarted && stopping && inFlight == 0 {
+                condition.unlock()
+                break
+            }
+            if committed == flushStarted {
+                // Stopping, another flush still running: wait for it to finish.
+                condition.wait()
+                condition.unlock()
+                continue
+            }
+            let target = committed
+            flushStarted = target
+            inFlight += 1
+            condition.unlock()
+
+            let rc = flush(fd)
+            let flushError: (any Error)? = rc == 0 ? nil : StoreError.syncFailed(errno: errno)
+            if let flushError { logger.error("WAL flush failed", metadata: ["error": "\(flushError)"]) }
+
+            condition.lock()
+            inFlight -= 1
+            if failure == nil { failure = flushError }
+            let error = failure
+            // Flushes may finish out of order: deliver in commit order, up to `target`.
+            var ready: [Delivery] = []
+            while let first = waiting.first, first.sequence <= target {
+                ready.append(first.delivery)
+                waiting.removeFirst()
+            }
+            condition.broadcast()
+            condition.unlock()
+            for delivery in ready { delivery.deliver(syncError: error) }
+        }
+        finished.signal()
+    }
 }
 
 /// A result handed from the writer thread to a waiting thread.

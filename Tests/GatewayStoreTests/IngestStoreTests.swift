@@ -202,3 +202,69 @@ private final class ResultCounter: @unchecked Sendable {
     #expect(try !queries.webhookSeen("r3"))
     writer.shutdown()
 }
+
+/// Counts flushes and can hold them, to see completions wait for the disk.
+private final class FlushGate: @unchecked Sendable {
+    private let lock = NSLock()
+    private var held = false
+    private var failing = false
+    private(set) var calls = 0
+    private let release = DispatchSemaphore(value: 0)
+
+    func hold() { lock.withLock { held = true } }
+    func fail() { lock.withLock { failing = true } }
+    func open() {
+        lock.withLock { held = false }
+        release.signal()
+    }
+    var count: Int { lock.withLock { calls } }
+
+    func flush(_ fd: Int32) -> Int32 {
+        let (wait, fails) = lock.withLock { () -> (Bool, Bool) in
+            calls += 1
+            return (held, failing)
+        }
+        if wait { release.wait() }
+        if fails {
+            errno = EIO
+            return -1
+        }
+        return fdatasync(fd)
+    }
+}
+
+@Test func completionsWaitForTheWALFlush() throws {
+    let temp = TempDatabase()
+    let gate = FlushGate()
+    let writer = try StoreWriter(path: temp.path, logger: Logger(label: "test"), flush: { gate.flush($0) })
+    #expect(try submit(writer, "w0", upsert("s0", revision: 1)) == .applied)
+    let flushesBefore = gate.count
+    #expect(flushesBefore >= 1)
+
+    gate.hold()
+    let done = DispatchSemaphore(value: 0)
+    writer.submit(
+        .ingest(IngestRecord(webhookID: "w1", receivedAtMillis: 1, event: upsert("s1", revision: 1), body: [])) {
+            _ in done.signal()
+        })
+    // Committed (a reader sees the row) but not confirmed while the flush is held.
+    #expect(done.wait(timeout: .now() + 0.3) == .timedOut)
+    let reader = try Database.openForReading(path: temp.path)
+    #expect(try reader.scalarInt("SELECT COUNT(*) FROM sessions WHERE id = 's1'") == 1)
+    gate.open()
+    #expect(done.wait(timeout: .now() + 5) == .success)
+    #expect(gate.count > flushesBefore)
+    writer.shutdown()
+}
+
+@Test func aFailedFlushFailsThatBatchAndEveryLaterWrite() throws {
+    let temp = TempDatabase()
+    let gate = FlushGate()
+    let writer = try StoreWriter(path: temp.path, logger: Logger(label: "test"), flush: { gate.flush($0) })
+    #expect(try submit(writer, "w0", upsert("s0", revision: 1)) == .applied)
+    gate.fail()
+    #expect(throws: StoreError.self) { try submit(writer, "w1", upsert("s1", revision: 1)) }
+    #expect(throws: StoreError.self) { try submit(writer, "w2", upsert("s2", revision: 1)) }
+    #expect(throws: StoreError.self) { try writer.performAndWait { _ in 1 } }
+    writer.shutdown()
+}
