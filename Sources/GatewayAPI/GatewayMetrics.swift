@@ -6,7 +6,13 @@ import Prometheus
 public final class GatewayMetrics {
     public let registry: PrometheusCollectorRegistry
     private var webhookCounters: [String: CoreMetrics.Counter] = [:]
-    private var durationTimers: [String: CoreMetrics.Timer] = [:]
+    private var durationTimers: [TimerKey: CoreMetrics.Timer] = [:]
+
+    private struct TimerKey: Hashable {
+        let method: String
+        let route: String
+        let status: Int
+    }
 
     public init(registry: PrometheusCollectorRegistry) {
         self.registry = registry
@@ -25,7 +31,7 @@ public final class GatewayMetrics {
 
     /// `gatewayd_http_request_duration_seconds{method,route,status}`.
     public func request(method: String, route: String, status: Int, nanoseconds: UInt64) {
-        let key = "\(method) \(route) \(status)"
+        let key = TimerKey(method: method, route: route, status: status)
         let timer: CoreMetrics.Timer
         if let cached = durationTimers[key] {
             timer = cached

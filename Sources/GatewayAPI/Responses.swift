@@ -54,6 +54,10 @@ enum Route: Equatable {
     }
 
     static func match(method: HTTPMethod, path: String) -> Route {
+        // The hot path first: no splitting for the webhook route.
+        if path == "/v1/webhooks/plan" {
+            return method == .post ? .webhook : .wrongMethod(template: Route.webhook.template, allowed: ["POST"])
+        }
         let parts = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
         let segments = Array(parts)
         func only(_ allowed: HTTPMethod, _ route: Route) -> Route {

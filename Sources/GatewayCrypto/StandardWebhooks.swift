@@ -66,10 +66,20 @@ public final class WebhookVerifier {
         else { return .invalidTimestamp }
         guard abs(now - seconds) <= toleranceSeconds else { return .timestampOutOfTolerance }
 
+        // Space-separated `version,base64` entries; only v1 counts.
         var candidates: [[UInt8]] = []
-        for entry in signature.split(separator: " ", omittingEmptySubsequences: true) {
-            guard let comma = entry.firstIndex(of: ","), entry[..<comma] == "v1" else { continue }
-            if let decoded = Base64.decode(entry[entry.index(after: comma)...]), decoded.count == HMACSHA256.size {
+        let bytes = signature.utf8
+        var start = bytes.startIndex
+        while start != bytes.endIndex {
+            let end = bytes[start...].firstIndex(of: UInt8(ascii: " ")) ?? bytes.endIndex
+            let entry = bytes[start..<end]
+            start = end == bytes.endIndex ? end : bytes.index(after: end)
+            guard let comma = entry.firstIndex(of: UInt8(ascii: ",")),
+                entry[..<comma].elementsEqual("v1".utf8)
+            else { continue }
+            if let decoded = Base64.decode(Substring(entry[bytes.index(after: comma)...])),
+                decoded.count == HMACSHA256.size
+            {
                 candidates.append(decoded)
             }
         }
