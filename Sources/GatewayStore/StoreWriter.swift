@@ -302,6 +302,11 @@ final class WALSyncer: @unchecked Sendable {
     private var inFlight = 0
     private var waiting: [(sequence: UInt64, delivery: Delivery)] = []
     private var stopping = false
+    // Flush statistics, logged at debug level about once a second (guarded by `condition`).
+    private var statFlushes = 0
+    private var statNanos: UInt64 = 0
+    private var statConcurrent = 0
+    private var statSince: UInt64 = 0
     /// Set by the first failed flush. Linux may drop the dirty pages of a failed
     /// `fdatasync` and report success on the next one, so after a failure nothing
     /// is confirmed again until the daemon restarts (and SQLite recovers the WAL).
@@ -341,6 +346,25 @@ final class WALSyncer: @unchecked Sendable {
         for _ in 0..<Self.flushers { finished.wait() }
     }
 
+    private func recordStats(nanos: UInt64, concurrent: Int, now: UInt64) {
+        statFlushes += 1
+        statNanos += nanos
+        statConcurrent += concurrent
+        guard now - statSince >= 1_000_000_000 else { return }
+        if logger.logLevel <= .debug {
+            logger.debug(
+                "flush stats",
+                metadata: [
+                    "flushes": "\(statFlushes)", "avg_flush_ms": "\(Double(statNanos / UInt64(statFlushes)) / 1e6)",
+                    "avg_concurrent": "\(Double(statConcurrent) / Double(statFlushes))",
+                ])
+        }
+        statFlushes = 0
+        statNanos = 0
+        statConcurrent = 0
+        statSince = now
+    }
+
     private func run() {
         while true {
             condition.lock()
@@ -360,12 +384,15 @@ final class WALSyncer: @unchecked Sendable {
             inFlight += 1
             condition.unlock()
 
+            let t0 = WallClock.monotonicNanos()
             let rc = flush(fd)
+            let t1 = WallClock.monotonicNanos()
             let flushError: (any Error)? = rc == 0 ? nil : StoreError.syncFailed(errno: errno)
             if let flushError { logger.error("WAL flush failed", metadata: ["error": "\(flushError)"]) }
 
             condition.lock()
             inFlight -= 1
+            recordStats(nanos: t1 - t0, concurrent: inFlight + 1, now: t1)
             if failure == nil { failure = flushError }
             let error = failure
             // Flushes may finish out of order: deliver in commit order, up to `target`.
