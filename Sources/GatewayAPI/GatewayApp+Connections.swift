@@ -68,7 +68,9 @@ extension GatewayApp {
         case .oauthCallback(let provider):
             guard let service = requireConnections(request, route) else { return }
             let parameters = request.queryParameters
-            offLoop({ service.callback(provider: provider, parameters: parameters) }) { [self] outcome in
+            let requestID = request.id
+            offLoop({ service.callback(provider: provider, parameters: parameters, requestID: requestID) }) {
+                [self] outcome in
                 dispatcher?.wake()
                 switch outcome {
                 case .redirect(let url):
@@ -117,9 +119,12 @@ extension GatewayApp {
             }
         case .connection(let athleteID, let provider):
             guard authorized(request, route), let service = requireConnections(request, route) else { return }
+            let requestID = request.id
             offLoop({
                 Result { () throws(ConnectionServiceError) in
-                    try service.disconnect(athleteID: athleteID, provider: provider, reason: "disconnected_by_plan_app")
+                    try service.disconnect(
+                        athleteID: athleteID, provider: provider, reason: "disconnected_by_plan_app",
+                        requestID: requestID)
                 }
             }) { [self] result in
                 switch result {

@@ -129,7 +129,9 @@ public final class GatewayApp: @unchecked Sendable {
         contentType: String = "application/json", extraHeaders: [(String, String)] = []
     ) {
         guard !request.hasResponded else { return }
-        request.respond(status: status, headers: [("Content-Type", contentType)] + extraHeaders, body: body)
+        request.respond(
+            status: status, headers: [("Content-Type", contentType), ("X-Request-Id", request.id)] + extraHeaders,
+            body: body)
         let elapsed = DispatchTime.now().uptimeNanoseconds &- request.startNanos
         metrics.request(method: request.method.rawValue, route: route.template, status: status, nanoseconds: elapsed)
     }
@@ -215,7 +217,9 @@ public final class GatewayApp: @unchecked Sendable {
                 metrics.webhook(outcome: "ignored")
                 logger.info(
                     "ignored webhook of unknown type",
-                    metadata: ["webhook_id": "\(webhookID)", "type": "\(event.typeName)"])
+                    metadata: [
+                        "request_id": "\(request.id)", "webhook_id": "\(webhookID)", "type": "\(event.typeName)",
+                    ])
             } else {
                 metrics.webhook(outcome: "accepted")
                 if outcome == .applied { dispatcher?.wake() }
@@ -223,7 +227,21 @@ public final class GatewayApp: @unchecked Sendable {
             respond(request, route, 202, #"{"accepted":true}"#)
         case .failure(let error):
             metrics.webhook(outcome: "storage_unavailable")
-            logger.error("webhook not stored", metadata: ["webhook_id": "\(webhookID)", "error": "\(error)"])
+            var metadata: Logger.Metadata = [
+                "request_id": "\(request.id)", "webhook_id": "\(webhookID)", "type": "\(event.typeName)",
+                "error": "\(error)",
+            ]
+            switch event {
+            case .sessionUpsert(let session):
+                metadata["session_id"] = "\(session.id)"
+                metadata["athlete_id"] = "\(session.athleteID)"
+            case .sessionDeleted(let ref):
+                metadata["session_id"] = "\(ref.id)"
+                metadata["athlete_id"] = "\(ref.athleteID)"
+            case .athleteDeleted(let athleteID): metadata["athlete_id"] = "\(athleteID)"
+            case .unknown: break
+            }
+            logger.error("webhook not stored", metadata: metadata)
             respondError(request, route, 503, "storage_unavailable", "the event could not be stored; retry later")
         }
     }
@@ -315,35 +333,18 @@ public final class GatewayApp: @unchecked Sendable {
             })
     }
 
-    /// Re-queues a FAILED or NOT_CONNECTED session (SPEC §6): a fresh set of attempts.
+    /// Re-queues a FAILED or NOT_CONNECTED session (SPEC §6): a fresh set of attempts
+    /// (the same change as `gatewayd sessions retry`).
     private func retry(_ request: HTTPRequest, _ route: Route, id: String) {
-        enum Outcome: Sendable { case queued, notFound, notRetryable(String?) }
         let now = WallClock.nowMillis()
         writer.perform(
-            { db -> Outcome in
-                guard let row = try SessionQueries(db: db).status(id: id) else { return .notFound }
-                guard row.exportStatus == "FAILED" || row.exportStatus == "NOT_CONNECTED" else {
-                    return .notRetryable(row.exportStatus)
-                }
-                try db.statement(
-                    """
-                    INSERT INTO jobs(kind, subject, revision, due_at_ms, attempts, created_at_ms)
-                    VALUES('session.push', ?1, ?2, ?3, 0, ?3)
-                    ON CONFLICT(kind, subject) DO UPDATE SET due_at_ms = ?3, attempts = 0, lease_until_ms = NULL
-                    """
-                ).run([.text(id), .int(row.revision), .int(now)])
-                try db.statement(
-                    """
-                    UPDATE sessions SET export_status = 'PENDING', attempts = 0, last_export_error = NULL,
-                        next_attempt_at_ms = NULL, updated_at_ms = ?2 WHERE id = ?1
-                    """
-                ).run([.text(id), .int(now)])
-                return .queued
-            },
+            { db in try OperatorStore.retry(db, sessionID: id, now: now) },
             completion: { [self] result in
                 loop.execute {
                     switch result {
                     case .success(.queued):
+                        self.logger.info(
+                            "session re-queued", metadata: ["request_id": "\(request.id)", "session_id": "\(id)"])
                         self.dispatcher?.wake()
                         self.respond(request, route, 202, #"{"queued":true}"#)
                     case .success(.notFound):
@@ -354,6 +355,9 @@ public final class GatewayApp: @unchecked Sendable {
                             "only FAILED or NOT_CONNECTED sessions are retried; this one is \(status ?? "not exported")"
                         )
                     case .failure(let error):
+                        self.logger.error(
+                            "retry not stored",
+                            metadata: ["request_id": "\(request.id)", "session_id": "\(id)", "error": "\(error)"])
                         self.respondError(request, route, 503, "storage_unavailable", "\(error)")
                     }
                 }
@@ -407,7 +411,7 @@ public final class GatewayApp: @unchecked Sendable {
     }
 
     private func readFailed(_ request: HTTPRequest, _ route: Route, _ error: any Error) {
-        logger.error("read failed", metadata: ["error": "\(error)"])
+        logger.error("read failed", metadata: ["request_id": "\(request.id)", "error": "\(error)"])
         respondError(request, route, 503, "storage_unavailable", "the database could not be read; retry later")
     }
 

@@ -46,7 +46,14 @@ public struct LineLogHandler: LogHandler {
     }
 
     static func logfmtValue(_ value: String) -> String {
-        let needsQuotes = value.isEmpty || value.contains { $0 == " " || $0 == "=" || $0 == "\"" || $0 == "\n" }
+        // Scalars, not Characters: "\r\n" is one Character and must not end the line unquoted.
+        // Quoted values are JSON strings, with every control character escaped.
+        let needsQuotes =
+            value.isEmpty
+            || value.unicodeScalars.contains { scalar in
+                scalar.value <= 0x20 || scalar.value == 0x7F || scalar == "=" || scalar == "\""
+                    || scalar.properties.isWhitespace || scalar.properties.generalCategory == .control
+            }
         guard needsQuotes else { return value }
         var quoted = ""
         JSONValue.writeString(value, into: &quoted)

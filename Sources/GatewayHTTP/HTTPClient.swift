@@ -215,7 +215,7 @@ struct RequestTarget: Sendable {
         case .head: command = EVHTTP_REQ_HEAD.rawValue
         case .options: command = EVHTTP_REQ_OPTIONS.rawValue
         case .patch: command = EVHTTP_REQ_PATCH.rawValue
-        case .other: throw .invalidURL("unsupported method for \(url)")
+        case .trace, .other: throw .invalidURL("unsupported method for \(url)")
         }
         for (name, value) in request.headers {
             let bad = name.isEmpty || name.utf8.contains { $0 <= 32 || $0 == UInt8(ascii: ":") || $0 >= 127 }

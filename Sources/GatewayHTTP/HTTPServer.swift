@@ -4,7 +4,7 @@ import Logging
 
 public enum HTTPMethod: String, Sendable {
     case get = "GET", post = "POST", put = "PUT", delete = "DELETE", head = "HEAD", options = "OPTIONS"
-    case patch = "PATCH", other = "OTHER"
+    case patch = "PATCH", trace = "TRACE", other = "OTHER"
 }
 
 /// Limits that keep one client from holding the server (SPEC §7, issue 2 robustness).
@@ -31,10 +31,14 @@ public final class HTTPRequest: @unchecked Sendable {
     public let path: String
     public let query: String?
     public let startNanos: UInt64
+    /// The request's id for log lines and the `X-Request-Id` header: the server's
+    /// random prefix and a counter (`3f9a1c2b-17`).
+    public let id: String
     private var responded = false
 
-    init(raw: OpaquePointer) {
+    init(raw: OpaquePointer, id: String) {
         self.raw = raw
+        self.id = id
         startNanos = DispatchTime.now().uptimeNanoseconds
         switch evhttp_request_get_command(raw) {
         case EVHTTP_REQ_GET: method = .get
@@ -44,6 +48,7 @@ public final class HTTPRequest: @unchecked Sendable {
         case EVHTTP_REQ_HEAD: method = .head
         case EVHTTP_REQ_OPTIONS: method = .options
         case EVHTTP_REQ_PATCH: method = .patch
+        case EVHTTP_REQ_TRACE: method = .trace
         default: method = .other
         }
         if let uri = evhttp_request_get_evhttp_uri(raw) {
@@ -105,6 +110,9 @@ public final class HTTPRequest: @unchecked Sendable {
         responded = true
         if let output = evhttp_request_get_output_headers(raw) {
             for (name, value) in headers { evhttp_add_header(output, name, value) }
+            // libevent 2.1 reads no body of a TRACE request: bytes sent anyway would be parsed as
+            // the next request on this connection. It is closed after the answer instead.
+            if method == .trace { evhttp_add_header(output, "Connection", "close") }
         }
         let buffer = evbuffer_new()
         body.withUnsafeBytes { raw in
@@ -166,6 +174,10 @@ public final class HTTPServer {
     private var connections = Set<OpaquePointer>()
     private var listenerPaused = false
     public private(set) var port: Int = 0
+    /// Request ids: a random prefix per server (so ids stay unique across restarts)
+    /// and a counter, on the loop thread.
+    private let requestIDPrefix = String(UInt32.random(in: 0x1000_0000...UInt32.max), radix: 16)
+    private var requestCount: UInt64 = 0
 
     /// `handler` runs on the loop thread for every request.
     public init(loop: EventLoop, limits: HTTPServerLimits, logger: Logger, handler: @escaping (HTTPRequest) -> Void) {
@@ -180,6 +192,9 @@ public final class HTTPServer {
         let methods =
             EVHTTP_REQ_GET.rawValue | EVHTTP_REQ_POST.rawValue | EVHTTP_REQ_PUT.rawValue | EVHTTP_REQ_DELETE.rawValue
             | EVHTTP_REQ_HEAD.rawValue | EVHTTP_REQ_OPTIONS.rawValue | EVHTTP_REQ_PATCH.rawValue
+            | EVHTTP_REQ_TRACE.rawValue
+        // These reach the handler, which answers 405 with Allow where a method does not apply;
+        // CONNECT and methods libevent does not know get libevent's 501.
         evhttp_set_allowed_methods(http, UInt16(methods))
         evhttp_set_gencb(
             http,
@@ -229,7 +244,8 @@ public final class HTTPServer {
 
     private func handle(_ raw: OpaquePointer) {
         track(evhttp_request_get_connection(raw))
-        handler(HTTPRequest(raw: raw))
+        requestCount &+= 1
+        handler(HTTPRequest(raw: raw, id: "\(requestIDPrefix)-\(requestCount)"))
     }
 
     /// Counts connections (seen at their first request) and pauses the listener at

@@ -91,8 +91,11 @@ public final class ConnectionService: @unchecked Sendable {
     }
 
     /// The provider's redirect back: state check, code exchange, user id, one commit.
-    /// Nothing is stored unless everything succeeded.
-    public func callback(provider: ProviderKind, parameters: [String: String]) -> CallbackOutcome {
+    /// Nothing is stored unless everything succeeded. `requestID` goes into the log lines.
+    public func callback(provider: ProviderKind, parameters: [String: String], requestID: String? = nil)
+        -> CallbackOutcome
+    {
+        let request: Logger.Metadata = requestID.map { ["request_id": .string($0)] } ?? [:]
         guard let state = parameters["state"], !state.isEmpty else {
             return .errorPage("The authorization response has no state.")
         }
@@ -101,7 +104,7 @@ public final class ConnectionService: @unchecked Sendable {
         do {
             record = try writer.performAndWait { db in try ConnectionStore.consumeState(db, state: state, now: now) }
         } catch {
-            logger.error("cannot consume OAuth state", metadata: ["error": "\(error)"])
+            logger.error("cannot consume OAuth state", metadata: request.merging(["error": "\(error)"]) { $1 })
             return .errorPage("The connection could not be completed. Please try again.")
         }
         guard let record else { return .errorPage("This authorization link is not valid.") }
@@ -125,9 +128,9 @@ public final class ConnectionService: @unchecked Sendable {
         } catch {
             logger.warning(
                 "code exchange failed",
-                metadata: [
+                metadata: request.merging([
                     "athlete_id": log(record.athleteID), "provider": log(provider.rawValue), "error": "\(error)",
-                ])
+                ]) { $1 })
             return fail("token_exchange_failed")
         }
         let userID: String
@@ -136,9 +139,9 @@ public final class ConnectionService: @unchecked Sendable {
         } catch {
             logger.warning(
                 "user id lookup failed",
-                metadata: [
+                metadata: request.merging([
                     "athlete_id": log(record.athleteID), "provider": log(provider.rawValue), "error": "\(error)",
-                ])
+                ]) { $1 })
             return fail("user_lookup_failed")
         }
         let sealed = tokens.seal(granted, athleteID: record.athleteID, provider: provider, now: WallClock.nowMillis())
@@ -151,12 +154,14 @@ public final class ConnectionService: @unchecked Sendable {
             }
             logger.info(
                 "athlete connected",
-                metadata: [
+                metadata: request.merging([
                     "athlete_id": log(record.athleteID), "provider": log(provider.rawValue),
                     "primary": "\(result.isPrimary)", "sessions_queued": "\(result.queued)",
-                ])
+                ]) { $1 })
         } catch {
-            logger.error("cannot store the connection", metadata: ["error": "\(error)"])
+            logger.error(
+                "cannot store the connection",
+                metadata: request.merging(["athlete_id": log(record.athleteID), "error": "\(error)"]) { $1 })
             return fail("storage_failed")
         }
         return .redirect(Self.appending(record.returnTo, "connected", provider.slug))
@@ -180,7 +185,11 @@ public final class ConnectionService: @unchecked Sendable {
 
     /// Revokes at the provider (best effort: the athlete asked to disconnect, so the
     /// local revocation happens whatever the provider says), then deletes the tokens.
-    public func disconnect(athleteID: String, provider: ProviderKind, reason: String) throws(ConnectionServiceError) {
+    public func disconnect(athleteID: String, provider: ProviderKind, reason: String, requestID: String? = nil)
+        throws(ConnectionServiceError)
+    {
+        var metadata: Logger.Metadata = ["athlete_id": "\(athleteID)", "provider": "\(provider.rawValue)"]
+        if let requestID { metadata["request_id"] = "\(requestID)" }
         if let oauth = providers[provider] {
             do {
                 try tokens.withToken(athleteID: athleteID, provider: provider) {
@@ -191,7 +200,7 @@ public final class ConnectionService: @unchecked Sendable {
             } catch {
                 logger.warning(
                     "revocation at the provider failed; revoking locally",
-                    metadata: ["athlete_id": "\(athleteID)", "provider": "\(provider.rawValue)", "error": "\(error)"])
+                    metadata: metadata.merging(["error": "\(error)"]) { $1 })
             }
         }
         let changed: Bool
@@ -204,14 +213,15 @@ public final class ConnectionService: @unchecked Sendable {
             throw .storage("\(error)")
         }
         guard changed else { throw .notConnected }
+        logger.info("connection revoked", metadata: metadata.merging(["reason": "\(reason)"]) { $1 })
     }
 
     /// The provider says these users are gone (Garmin deregistration, lost
     /// WORKOUT_IMPORT permission): revoke locally, nothing to call.
     @discardableResult
     public func providerRevoked(provider: ProviderKind, providerUserIDs: [String], reason: String) throws -> Int {
-        try writer.performAndWait { db in
-            var count = 0
+        let athletes = try writer.performAndWait { db in
+            var athletes: [String] = []
             let now = WallClock.nowMillis()
             for userID in providerUserIDs {
                 for record in try ConnectionStore.connections(db, provider: provider, providerUserID: userID)
@@ -219,12 +229,18 @@ public final class ConnectionService: @unchecked Sendable {
                     if try ConnectionStore.revoke(
                         db, athleteID: record.athleteID, provider: provider, reason: reason, now: now)
                     {
-                        count += 1
+                        athletes.append(record.athleteID)
                     }
                 }
             }
-            return count
+            return athletes
         }
+        for athlete in athletes {
+            logger.info(
+                "connection revoked",
+                metadata: ["athlete_id": "\(athlete)", "provider": "\(provider.rawValue)", "reason": "\(reason)"])
+        }
+        return athletes.count
     }
 
     /// `athlete.deleted`: revoke every connection at its provider, delete the tokens.

@@ -108,7 +108,11 @@ public final class PushAttempt: @unchecked Sendable {
             }
             outcome = try perform(sessionID: sessionID, session: session)
         } catch {
-            logger.error("push attempt failed to run", metadata: ["session_id": "\(sessionID)", "error": "\(error)"])
+            logger.error(
+                "push attempt failed to run",
+                metadata: [
+                    "session_id": "\(sessionID)", "athlete_id": "\(loaded?.athleteID ?? "")", "error": "\(error)",
+                ])
             outcome = .retry(afterMillis: 5000, error: "internal: \(error)", rateLimited: false)
         }
         record(sessionID: sessionID, jobRevision: jobRevision, session: loaded, outcome: outcome)
@@ -249,20 +253,37 @@ public final class PushAttempt: @unchecked Sendable {
     }
 
     func record(sessionID: String, jobRevision: Int64, session: Loaded?, outcome: Outcome) {
-        logger.debug("push outcome", metadata: ["session_id": "\(sessionID)", "outcome": "\(outcome)"])
         let now = WallClock.nowMillis()
         let provider = session?.remoteProvider
         var metricProvider = provider?.rawValue ?? "NONE"
         let label: String
+        var errorText: String?
         switch outcome {
         case .sent(let p, _):
             label = "sent"
             metricProvider = p?.rawValue ?? metricProvider
         case .removed: label = "removed"
         case .notConnected: label = "not_connected"
-        case .failed: label = "failed"
-        case .retry(_, _, let limited): label = limited ? "rate_limited" : "retry"
+        case .failed(let message):
+            label = "failed"
+            errorText = message
+        case .retry(_, let message, let limited):
+            label = limited ? "rate_limited" : "retry"
+            errorText = message
         case .deferred: label = "deferred"
+        }
+        // One line per attempt that changed something; deferrals (quota) only at debug.
+        var metadata: Logger.Metadata = [
+            "session_id": "\(sessionID)", "athlete_id": "\(session?.athleteID ?? "")", "revision": "\(jobRevision)",
+            "outcome": "\(label)",
+        ]
+        if case .sent(let p?, _) = outcome { metadata["provider"] = "\(p.rawValue)" }
+        if let errorText { metadata["error"] = "\(errorText)" }
+        if case .retry(let after, _, _) = outcome { metadata["retry_in_ms"] = "\(after)" }
+        switch outcome {
+        case .deferred: logger.debug("push outcome", metadata: metadata)
+        case .failed: logger.warning("push outcome", metadata: metadata)
+        default: logger.info("push outcome", metadata: metadata)
         }
         Counter(label: "gatewayd_pushes_total", dimensions: [("provider", metricProvider), ("outcome", label)])
             .increment()
@@ -346,7 +367,11 @@ public final class PushAttempt: @unchecked Sendable {
                 }
             }
         } catch {
-            logger.error("cannot record a push outcome", metadata: ["session_id": "\(sessionID)", "error": "\(error)"])
+            logger.error(
+                "cannot record a push outcome",
+                metadata: [
+                    "session_id": "\(sessionID)", "athlete_id": "\(session?.athleteID ?? "")", "error": "\(error)",
+                ])
         }
     }
 }

@@ -56,12 +56,14 @@ public final class StatusCallbacks: @unchecked Sendable {
     }
 
     func sendDue() {
-        var due: [(id: Int64, body: [UInt8], attempts: Int64)] = []
+        var due: [(id: Int64, body: [UInt8], attempts: Int64, session: String)] = []
         do {
             try reader.query(
-                "SELECT id, body, attempts FROM status_callbacks WHERE due_at_ms <= ? ORDER BY id LIMIT 50",
+                """
+                SELECT id, body, attempts, session_id FROM status_callbacks WHERE due_at_ms <= ? ORDER BY id LIMIT 50
+                """,
                 [.int(WallClock.nowMillis())]
-            ) { due.append(($0.int(0), $0.blob(1), $0.int(2))) }
+            ) { due.append(($0.int(0), $0.blob(1), $0.int(2), $0.text(3) ?? "")) }
         } catch {
             logger.error("cannot read status callbacks", metadata: ["error": "\(error)"])
             return
@@ -99,7 +101,9 @@ public final class StatusCallbacks: @unchecked Sendable {
                 logger.error("cannot record a status callback", metadata: ["error": "\(error)"])
             }
             if !delivered && attempts >= Self.maxAttempts {
-                logger.warning("status callback dropped after retries", metadata: ["callback_id": "\(id)"])
+                logger.warning(
+                    "status callback dropped after retries",
+                    metadata: ["callback_id": "\(id)", "session_id": "\(callback.session)"])
             }
         }
     }

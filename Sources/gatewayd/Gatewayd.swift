@@ -14,11 +14,31 @@ import Prometheus
 
 @main
 struct Gatewayd: ParsableCommand {
+    static let version = "0.1.0"
     static let configuration = CommandConfiguration(
         commandName: "gatewayd",
         abstract: "Gets a coach's planned endurance workouts onto athletes' devices.",
-        subcommands: [Serve.self, CheckConfig.self, Migrate.self, SandboxCommand.self],
+        version: version,
+        subcommands: [
+            Serve.self, CheckConfig.self, Migrate.self, SessionsCommand.self, ConnectionsCommand.self,
+            BackupCommand.self, SandboxCommand.self,
+        ],
         defaultSubcommand: Serve.self)
+
+    /// As ArgumentParser's `main`, but a usage error exits 2 (like a config error)
+    /// instead of 64: the operator commands promise 0 ok, 1 not found, 2 usage/config.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            if exitCode(for: error) == .validationFailure {
+                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                Foundation.exit(2)
+            }
+            exit(withError: error)
+        }
+    }
 }
 
 struct ConfigOption: ParsableArguments {
@@ -125,9 +145,10 @@ struct Serve: ParsableCommand {
         logger.info(
             "process up",
             metadata: [
-                "listen": "\(config.listenHost):\(server.port)", "db": "\(config.storagePath)",
-                "libevent": "\(EventLoop.libeventVersion)", "openssl": "\(LibraryVersions.openssl)",
-                "sqlite": "\(Database.libraryVersion)", "pid": "\(getpid())",
+                "version": "\(Gatewayd.version)", "listen": "\(config.listenHost):\(server.port)",
+                "db": "\(config.storagePath)", "libevent": "\(EventLoop.libeventVersion)",
+                "openssl": "\(LibraryVersions.openssl)", "sqlite": "\(Database.libraryVersion)",
+                "log_format": "\(config.logFormat)", "log_level": "\(config.logLevel)", "pid": "\(getpid())",
             ])
         // 7. Run until a signal stops the loop.
         loop.run()
