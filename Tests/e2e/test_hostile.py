@@ -22,7 +22,7 @@ from conftest import WEBHOOK_PATH, created, uid
 
 IO_TIMEOUT_S = 2
 MAX_HEADER_BYTES = 4096
-HEALTHZ_BUDGET_S = 1.0
+HEALTHZ_BUDGET_S = 2.0
 
 
 @pytest.fixture(scope="module", autouse=True)
