@@ -43,11 +43,10 @@ func runOnce(_ json: [UInt8], _ out: inout Output) {
         let value = try JSONParser.parse(json)
         let session = try ExportSession.decode(from: value)
         // Each provider normalizes and validates with its own limits, once.
-        let garmin = GarminWorkoutEncoder.encode(try session.prepare(for: .garmin), session: session).serializedBytes
+        let garmin = GarminWorkoutEncoder.body(try session.prepare(for: .garmin), session: session)
         let wahooWorkout = try session.prepare(for: .wahoo)
         let plan = WahooPlanEncoder.planFormFields(
-            plan: WahooPlanEncoder.plan(wahooWorkout, session: session), session: session,
-            providerUpdatedAt: "2026-11-25T08:00:00Z")
+            wahooWorkout, session: session, providerUpdatedAt: "2026-11-25T08:00:00Z")
         let workout = WahooPlanEncoder.workoutFormFields(wahooWorkout, session: session, planID: "1")
         let fit = FITWorkoutEncoder.encode(try session.prepare(for: .fit), session: session)
         out.bytes &+= garmin.count &+ plan[0].1.utf8.count &+ workout.count &+ fit.count

@@ -243,6 +243,17 @@ struct SessionTimeTests {
         #expect(SessionTime.unixSeconds(dateTime: "2026-12-01 05:30:00Z") == nil)
         #expect(SessionTime.formatUTC(unixSeconds: 1_796_103_000) == "2026-12-01T05:30:00Z")
         #expect(SessionTime.formatUTC(unixSeconds: -1) == "1969-12-31T23:59:59Z")
+        #expect(SessionTime.formatUTC(unixSeconds: 0) == "1970-01-01T00:00:00Z")
+        #expect(SessionTime.formatUTC(unixSeconds: 253_402_300_799) == "9999-12-31T23:59:59Z")
+        #expect(SessionTime.formatUTC(unixSeconds: -62_135_596_801) == "0000-12-31T23:59:59Z")
+        // Past four-digit years: as many digits as needed.
+        #expect(SessionTime.formatUTC(unixSeconds: 253_402_300_800) == "10000-01-01T00:00:00Z")
+    }
+
+    @Test func formatParsesBack() {
+        for seconds: Int64 in stride(from: -86_400 * 800, to: 86_400 * 800 * 40, by: 86_399 * 37 + 4_321) {
+            #expect(SessionTime.unixSeconds(dateTime: SessionTime.formatUTC(unixSeconds: seconds)) == seconds)
+        }
     }
 }
 

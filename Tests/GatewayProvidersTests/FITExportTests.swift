@@ -124,10 +124,18 @@ struct FITExportTests {
 
 @Test func byteTableCRCMatchesTheNibbleCRC() {
     var generator = SystemRandomNumberGenerator()
-    for length in [0, 1, 12, 13, 100, 5000] {
-        let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
-        let table = bytes.withUnsafeBufferPointer { FITCRC.compute($0) }
-        #expect(table == FITCRC.compute(bytes.lazy.map { $0 }))
+    for length in Array(0...40) + [100, 5000] {
+        // Random bytes, then the same with runs of zeros (the FIT string padding).
+        let random = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        let padded = random.enumerated().map { $0.offset % 23 < 15 ? 0 : $0.element }
+        // Long zero runs (string fields of 64 and 128 bytes, mostly padding).
+        let runs = random.enumerated().map { $0.offset % 300 < 270 ? 0 : $0.element }
+        for bytes in [random, padded, runs, [UInt8](repeating: 0, count: length * 97)] {
+            for initial: UInt16 in [0, 0xBEEF] {
+                let table = bytes.withUnsafeBufferPointer { FITCRC.compute($0, initial: initial) }
+                #expect(table == FITCRC.compute(bytes.lazy.map { $0 }, initial: initial), "length \(length)")
+            }
+        }
     }
     // The FIT SDK's check value: CRC of "123456789" is 0xBB3D (CRC-16/ARC).
     #expect(Array("123456789".utf8).withUnsafeBufferPointer { FITCRC.compute($0) } == 0xBB3D)

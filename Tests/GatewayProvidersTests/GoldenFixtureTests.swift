@@ -54,6 +54,29 @@ struct GoldenFixtureTests {
             jsonDifference(actual, expected) == nil, "\(name): \(jsonDifference(actual, expected) ?? "")")
     }
 
+    /// The bodies are written straight into bytes: they must be the goldens' compact form
+    /// byte for byte, member order included (the structural comparison above ignores it).
+    @Test(arguments: validNames)
+    func bodiesAreTheGoldensByteForByte(name: String) throws {
+        let fixture = try Fixtures.load("valid", name)
+        let session = try ExportSession.decode(from: fixture["session"]!)
+        let garmin = try #require(fixture["garmin"])
+        if garmin["error"] == nil {
+            let body = GarminWorkoutEncoder.body(try session.prepare(for: .garmin), session: session)
+            #expect(body == garmin.serializedBytes, "\(name): \(String(decoding: body, as: UTF8.self))")
+        }
+        let wahoo = try #require(fixture["wahoo"])
+        if wahoo["error"] == nil {
+            let workout = try session.prepare(for: .wahoo)
+            let plan = WahooPlanEncoder.planJSON(workout, session: session)
+            #expect(plan == wahoo.serializedBytes, "\(name): \(String(decoding: plan, as: UTF8.self))")
+            // The form's data URL carries the same bytes.
+            let form = WahooPlanEncoder.planFormFields(workout, session: session, providerUpdatedAt: "x")
+            let prefix = "data:application/json;base64,"
+            #expect(Base64.decode(form[0].1.dropFirst(prefix.count)) == plan)
+        }
+    }
+
     @Test(arguments: invalidNames)
     func invalidFixture(name: String) throws {
         let fixture = try Fixtures.load("invalid", name)

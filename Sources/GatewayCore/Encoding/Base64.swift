@@ -9,6 +9,15 @@ public enum Base64 {
         return table
     }()
 
+    /// The two letters of every 12-bit value, as they lie in memory (first letter first).
+    private static let pairTable: [UInt16] = {
+        let letters = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+        return (0..<4096).map { value in
+            let pair = (letters[value >> 6], letters[value & 63])
+            return withUnsafeBytes(of: pair) { $0.loadUnaligned(as: UInt16.self) }
+        }
+    }()
+
     /// Length of the padded encoding of `count` bytes.
     public static func encodedCount(_ count: Int) -> Int { (count + 2) / 3 * 4 }
 
@@ -32,6 +41,22 @@ public enum Base64 {
         var p = out
         var i = 0
         let n = input.count
+        // Six bytes at a time (while eight are readable): four 12-bit groups, two letters each.
+        if n >= 8, let base = input.baseAddress {
+            let raw = UnsafeRawPointer(base)
+            pairTable.withUnsafeBufferPointer { pairs in
+                while i + 8 <= n {
+                    let v = UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+                    let o = UnsafeMutableRawPointer(p)
+                    o.storeBytes(of: pairs[Int(v >> 52)], as: UInt16.self)
+                    o.storeBytes(of: pairs[Int(v >> 40 & 0xFFF)], toByteOffset: 2, as: UInt16.self)
+                    o.storeBytes(of: pairs[Int(v >> 28 & 0xFFF)], toByteOffset: 4, as: UInt16.self)
+                    o.storeBytes(of: pairs[Int(v >> 16 & 0xFFF)], toByteOffset: 6, as: UInt16.self)
+                    p += 8
+                    i += 6
+                }
+            }
+        }
         while i + 3 <= n {
             let v = UInt32(input[i]) << 16 | UInt32(input[i + 1]) << 8 | UInt32(input[i + 2])
             p[0] = table[Int(v >> 18 & 63)]

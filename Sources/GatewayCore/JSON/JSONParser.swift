@@ -106,35 +106,50 @@ private struct Reader {
             return .object(JSONObject())
         }
         index += 1  // {
-        var members: [(key: String, value: JSONValue)] = []
+        var members: [JSONObject.Member] = []
         members.reserveCapacity(8)
         skipWhitespace()
         if !atEnd, bytes[index] == UInt8(ascii: "}") {
             index += 1
-            return .object(JSONObject(members))
+            return .object(JSONObject(storage: members))
         }
+        // Duplicate keys: while every key is short ASCII, one bit per key slot tells which
+        // keys may repeat an earlier one; only those are compared (as strings, like the
+        // others: String equality is canonical equivalence, "\u{212A}" == "K").
+        var slotBits: UInt64 = 0
+        var allShortASCII = true
         while true {
             skipWhitespace()
             guard !atEnd else { throw error("unexpected end of input") }
             guard bytes[index] == UInt8(ascii: "\"") else { throw error("expected a string key") }
             let keyOffset = index
-            let key = try parseString()
-            for member in members where member.key == key {
-                throw JSONParseError(offset: keyOffset, reason: "duplicate key \"\(key)\"")
+            let (key, shortKey) = try parseKey()
+            var mayRepeat = true
+            if let shortKey, allShortASCII {
+                let bit: UInt64 = 1 << UInt64(shortKey.slot & 63)
+                mayRepeat = slotBits & bit != 0
+                slotBits |= bit
+            } else {
+                allShortASCII = false
+            }
+            if mayRepeat {
+                for member in members where member.key == key {
+                    throw JSONParseError(offset: keyOffset, reason: "duplicate key \"\(key)\"")
+                }
             }
             skipWhitespace()
             guard !atEnd, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':'") }
             index += 1
             skipWhitespace()
             let value = try parseValue(depth: depth)
-            members.append((key, value))
+            members.append(JSONObject.Member(key: key, value: value))
             skipWhitespace()
             guard !atEnd else { throw error("unexpected end of input") }
             switch bytes[index] {
             case UInt8(ascii: ","): index += 1
             case UInt8(ascii: "}"):
                 index += 1
-                return .object(JSONObject(members))
+                return .object(JSONObject(storage: members))
             default: throw error("expected ',' or '}'")
             }
         }
@@ -153,6 +168,7 @@ private struct Reader {
             index += 1
             return .array(elements)
         }
+        elements.reserveCapacity(4)
         while true {
             skipWhitespace()
             elements.append(try parseValue(depth: depth))
@@ -168,25 +184,125 @@ private struct Reader {
         }
     }
 
+    /// A key, and its ``ShortKey`` when it is ASCII, without escapes, and short.
+    mutating func parseKey() throws(JSONParseError) -> (String, ShortKey?) {
+        let scanned = try scanString()
+        if scanned.escaped { return (try parseEscapedString(start: scanned.start), nil) }
+        if scanned.ascii, scanned.end - scanned.start <= ShortKey.maxCount {
+            let key = shortKey(scanned.start, scanned.end)
+            return (WellKnownStrings.string(for: key) ?? makeString(scanned.start, scanned.end), key)
+        }
+        return (try plainString(scanned), nil)
+    }
+
+    /// A string value.
     mutating func parseString() throws(JSONParseError) -> String {
+        let scanned = try scanString()
+        if scanned.escaped { return try parseEscapedString(start: scanned.start) }
+        if scanned.ascii, scanned.end - scanned.start <= ShortKey.maxCount {
+            let key = shortKey(scanned.start, scanned.end)
+            return WellKnownStrings.string(for: key) ?? makeString(scanned.start, scanned.end)
+        }
+        return try plainString(scanned)
+    }
+
+    /// The string of the bytes `start..<end` (valid UTF-8).
+    func makeString(_ start: Int, _ end: Int) -> String {
+        String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<end]), as: UTF8.self)
+    }
+
+    /// The string of a scanned string without escapes, its UTF-8 checked unless ASCII.
+    func plainString(_ scanned: ScannedString) throws(JSONParseError) -> String {
+        if !scanned.ascii {
+            guard UTF8Check.isValid(UnsafeBufferPointer(rebasing: bytes[scanned.start..<scanned.end])) else {
+                throw JSONParseError(offset: scanned.start, reason: "invalid UTF-8 in string")
+            }
+        }
+        return makeString(scanned.start, scanned.end)
+    }
+
+    /// The ``ShortKey`` of the bytes `start..<end` (at most ``ShortKey/maxCount`` of them).
+    func shortKey(_ start: Int, _ end: Int) -> ShortKey {
+        let count = end - start
+        let raw = UnsafeRawPointer(bytes.baseAddress!) + start
+        func word(_ offset: Int) -> UInt64 {
+            UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+        }
+        if count > 16 { return ShortKey(count: count, words: (word(0), word(8), word(count - 8))) }
+        if count > 8 { return ShortKey(count: count, words: (word(0), word(count - 8), 0)) }
+        if bytes.count - start >= 8 {
+            // Eight bytes are readable: keep the string's own.
+            let mask: UInt64 = count == 8 ? ~0 : (1 << (8 * UInt64(count))) &- 1
+            return ShortKey(count: count, words: (word(0) & mask, 0, 0))
+        }
+        var head: UInt64 = 0
+        for offset in 0..<count { head |= UInt64(bytes[start + offset]) << (8 * UInt64(offset)) }
+        return ShortKey(count: count, words: (head, 0, 0))
+    }
+
+    /// Where a string's bytes are (after the opening quote, before the closing one), and
+    /// whether they are all ASCII; when `escaped`, `end` is its first `\`.
+    struct ScannedString {
+        var start: Int
+        var end: Int
+        var ascii: Bool
+        var escaped: Bool
+    }
+
+    /// Scans a string from its opening quote up to the closing quote (`index` after it), or
+    /// up to its first `\` (`index` there).
+    @inline(__always)
+    mutating func scanString() throws(JSONParseError) -> ScannedString {
         index += 1  // opening quote
         let start = index
-        // Fast path: no escapes.
-        while index < bytes.count {
+        let n = bytes.count
+        // Eight bytes at a time until one is `"`, `\` or a control character; the bytes
+        // before it are or-ed together to tell ASCII from the rest.
+        var seen: UInt64 = 0
+        let raw = UnsafeRawPointer(bytes.baseAddress!)
+        while n - index >= 8 {
+            let word = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: index, as: UInt64.self))
+            let special = Self.specialBytes(word)
+            if special != 0 {
+                let offset = special.trailingZeroBitCount >> 3
+                seen |= word & ((1 << (8 * UInt64(offset))) &- 1)
+                index += offset
+                break
+            }
+            seen |= word
+            index += 8
+        }
+        while index < n {
             let byte = bytes[index]
             if byte == UInt8(ascii: "\"") {
-                let slice = UnsafeBufferPointer(rebasing: bytes[start..<index])
-                guard UTF8Check.isValid(slice) else {
-                    throw JSONParseError(offset: start, reason: "invalid UTF-8 in string")
-                }
                 index += 1
-                return String(decoding: slice, as: UTF8.self)
+                return ScannedString(
+                    start: start, end: index - 1, ascii: seen & 0x8080_8080_8080_8080 == 0, escaped: false)
             }
-            if byte == UInt8(ascii: "\\") { break }
+            if byte == UInt8(ascii: "\\") {
+                return ScannedString(start: start, end: index, ascii: false, escaped: true)
+            }
             if byte < 0x20 { throw error("control character in string") }
+            seen |= UInt64(byte)
             index += 1
         }
-        guard index < bytes.count else { throw error("unterminated string") }
+        throw error("unterminated string")
+    }
+
+    /// The high bit of each byte of `x` (little-endian) that is `"`, `\` or below 0x20;
+    /// exact up to the first such byte (bits above it may be spurious).
+    @inline(__always)
+    static func specialBytes(_ x: UInt64) -> UInt64 {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let quote = x ^ (ones &* 0x22)
+        let backslash = x ^ (ones &* 0x5C)
+        let below = (x &- ones &* 0x20) & ~x
+        return (below | ((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash)) & (ones &* 0x80)
+    }
+
+    /// A string with escapes that starts at `start` (after the opening quote), `index` at
+    /// its first `\` (what came before it is plain).
+    mutating func parseEscapedString(start: Int) throws(JSONParseError) -> String {
         // Slow path: decode escapes into a byte buffer.
         var out = [UInt8](UnsafeBufferPointer(rebasing: bytes[start..<index]))
         while index < bytes.count {
@@ -298,7 +414,8 @@ private struct Reader {
             let byte = bytes[index]
             if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") {
                 guard UTF8Check.isValid(UnsafeBufferPointer(rebasing: bytes[runStart..<index])) else {
-                    throw JSONParseError(offset: start, reason: "invalid UTF-8 in string")
+                    // The string's first byte, as when the string is built (not its quote).
+                    throw JSONParseError(offset: start + 1, reason: "invalid UTF-8 in string")
                 }
                 index += 1
                 if byte == UInt8(ascii: "\"") { return }
@@ -434,5 +551,107 @@ enum UTF8Check {
             }
         }
         return true
+    }
+}
+
+/// An ASCII string of at most 24 bytes, identified by its bytes: the length and three
+/// words that cover every byte (overlapping, or zero-padded when shorter).
+struct ShortKey: Equatable {
+    static let maxCount = 24
+    /// The key of other strings, which are compared as strings instead.
+    static let long = ShortKey(count: -1, words: (0, 0, 0))
+
+    var count: Int
+    var w0: UInt64
+    var w1: UInt64
+    var w2: UInt64
+
+    init(count: Int, words: (UInt64, UInt64, UInt64)) {
+        self.count = count
+        (w0, w1, w2) = words
+    }
+
+    /// The key of `text`, when it is ASCII and short enough.
+    init?(_ text: StaticString) {
+        let count = text.utf8CodeUnitCount
+        guard count <= Self.maxCount else { return nil }
+        var bytes = [UInt8](repeating: 0, count: 24)
+        for offset in 0..<count {
+            let byte = text.utf8Start[offset]
+            guard byte < 0x80 else { return nil }
+            bytes[offset] = byte
+        }
+        func word(_ offset: Int) -> UInt64 {
+            (0..<8).reduce(0) { $0 | UInt64(bytes[offset + $1]) << (8 * UInt64($1)) }
+        }
+        switch count {
+        case 17...: self.init(count: count, words: (word(0), word(8), word(count - 8)))
+        case 9...16: self.init(count: count, words: (word(0), word(count - 8), 0))
+        default: self.init(count: count, words: (word(0), 0, 0))
+        }
+    }
+
+    /// A slot number in 0..<256.
+    var slot: Int {
+        let mixed =
+            (w0 &* 0x9E37_79B9_7F4A_7C15) ^ (w1 &* 0xC2B2_AE3D_27D4_EB4F) ^ (w2 &* 0x1656_67B1_9E37_79F9)
+            ^ UInt64(count)
+        return Int(truncatingIfNeeded: (mixed &* 0xFF51_AFD7_ED55_8CCD) >> 56)
+    }
+}
+
+/// Keys and values that recur in the documents the gateway parses (webhook envelopes and
+/// sessions, SPEC §2 and §3): the parser copies these strings instead of building (and
+/// validating) them again for every occurrence. Only a cache: any other string is built
+/// from its bytes, with the same value.
+enum WellKnownStrings {
+    static let all: [StaticString] = [
+        // envelope (SPEC §2)
+        "type", "timestamp", "data", "session", "id", "athleteId", "revision", "sessionType", "date",
+        "startTime", "title", "description", "athlete", "workout", "deleted", "ENDURANCE",
+        "session.created", "session.updated", "session.deleted",
+        // athlete and workout (SPEC §3)
+        "ftpWatts", "maxHr", "thresholdHr", "sport", "steps", "repeat", "kind", "name", "notes", "duration",
+        "target", "secondaryTarget", "seconds", "meters", "zone", "min", "max", "minBpm", "maxBpm",
+        "minWatts", "maxWatts", "minRpm", "maxRpm", "minSecondsPerKm", "maxSecondsPerKm",
+        "minSecondsPer100m", "maxSecondsPer100m",
+        "RUN", "BIKE", "SWIM", "WARMUP", "ACTIVE", "INTERVAL", "RECOVERY", "REST", "COOLDOWN", "TIME",
+        "DISTANCE", "OPEN", "HEART_RATE", "HEART_RATE_ZONE", "POWER", "POWER_ZONE", "POWER_PERCENT_FTP",
+        "PACE", "CADENCE",
+    ]
+
+    struct Entry {
+        var key: ShortKey
+        var string: String
+    }
+
+    /// The entries of ``all``, by ``slots``.
+    static let entries: [Entry] = build().entries
+    /// Open addressing over 256 slots: entry `i + 1` of ``entries``, or 0 for an empty slot.
+    static let slots: [UInt8] = build().slots
+
+    static func build() -> (entries: [Entry], slots: [UInt8]) {
+        var slots = [UInt8](repeating: 0, count: 256)
+        var entries: [Entry] = []
+        for text in all {
+            guard let key = ShortKey(text), !entries.contains(where: { $0.key == key }) else { continue }
+            entries.append(Entry(key: key, string: text.description))
+            var slot = key.slot
+            while slots[slot] != 0 { slot = (slot + 1) & 255 }
+            slots[slot] = UInt8(entries.count)
+        }
+        return (entries, slots)
+    }
+
+    /// The string of `key` when it is a well-known one.
+    @inline(__always)
+    static func string(for key: ShortKey) -> String? {
+        var slot = key.slot
+        while true {
+            let entry = Int(slots[slot])
+            if entry == 0 { return nil }
+            if entries[entry - 1].key == key { return entries[entry - 1].string }
+            slot = (slot + 1) & 255
+        }
     }
 }

@@ -76,53 +76,62 @@ public enum JSONValue: Sendable, Equatable {
 /// A JSON object that keeps its members in document order. Objects in this
 /// product are small, so lookup is a linear scan.
 public struct JSONObject: Sendable, Equatable {
-    public private(set) var members: [(key: String, value: JSONValue)]
+    /// One member. A struct rather than a tuple: arrays of it are destroyed by the type's
+    /// own code, not by the runtime's generic tuple witnesses.
+    struct Member: Sendable, Equatable {
+        var key: String
+        var value: JSONValue
+    }
+
+    private(set) var storage: [Member]
+
+    /// The members in document order.
+    public var members: [(key: String, value: JSONValue)] {
+        storage.map { (key: $0.key, value: $0.value) }
+    }
 
     public init(_ members: [(key: String, value: JSONValue)] = []) {
-        self.members = members
+        storage = members.map { Member(key: $0.key, value: $0.value) }
+    }
+
+    /// An object of members already checked for duplicate keys (the parser's).
+    init(storage: [Member]) {
+        self.storage = storage
     }
 
     public subscript(key: String) -> JSONValue? {
         get {
-            for member in members where member.key == key { return member.value }
+            for member in storage where member.key == key { return member.value }
             return nil
         }
         set {
-            if let index = members.firstIndex(where: { $0.key == key }) {
-                if let newValue { members[index].value = newValue } else { members.remove(at: index) }
+            if let index = storage.firstIndex(where: { $0.key == key }) {
+                if let newValue { storage[index].value = newValue } else { storage.remove(at: index) }
             } else if let newValue {
-                members.append((key, newValue))
+                storage.append(Member(key: key, value: newValue))
             }
         }
     }
 
     /// An empty object with room for `capacity` members.
     public init(capacity: Int) {
-        members = []
-        members.reserveCapacity(capacity)
+        storage = []
+        storage.reserveCapacity(capacity)
     }
 
     /// Appends a member without looking for an existing one, for encoders that build a
     /// fresh object: the caller guarantees that `key` is not already a member.
     public mutating func append(key: String, value: JSONValue) {
         assert(self[key] == nil, "duplicate JSON key \(key)")
-        members.append((key, value))
+        storage.append(Member(key: key, value: value))
     }
 
     public mutating func reserveCapacity(_ capacity: Int) {
-        members.reserveCapacity(capacity)
+        storage.reserveCapacity(capacity)
     }
 
-    public var keys: [String] { members.map(\.key) }
-    public var count: Int { members.count }
-
-    public static func == (lhs: JSONObject, rhs: JSONObject) -> Bool {
-        guard lhs.members.count == rhs.members.count else { return false }
-        for (l, r) in zip(lhs.members, rhs.members) where l.key != r.key || l.value != r.value {
-            return false
-        }
-        return true
-    }
+    public var keys: [String] { storage.map(\.key) }
+    public var count: Int { storage.count }
 }
 
 extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByFloatLiteral,
@@ -135,7 +144,7 @@ extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, Ex
     public init(booleanLiteral value: Bool) { self = .bool(value) }
     public init(arrayLiteral elements: JSONValue...) { self = .array(elements) }
     public init(dictionaryLiteral elements: (String, JSONValue)...) {
-        self = .object(JSONObject(elements.map { (key: $0.0, value: $0.1) }))
+        self = .object(JSONObject(storage: elements.map { JSONObject.Member(key: $0.0, value: $0.1) }))
     }
     public init(nilLiteral: ()) { self = .null }
 }

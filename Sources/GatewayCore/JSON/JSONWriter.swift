@@ -6,10 +6,9 @@ extension JSONValue {
 
     /// Compact serialization as UTF-8 bytes (for HTTP bodies).
     public var serializedBytes: [UInt8] {
-        var sink = JSONByteSink(capacity: 4096)
-        defer { sink.deallocate() }
-        sink.write(self)
-        return Array(sink.bytes)
+        var writer = JSONByteWriter(capacity: 4096)
+        writer.value(self)
+        return writer.finish()
     }
 
     public func write(into out: inout String) {
@@ -17,36 +16,289 @@ extension JSONValue {
     }
 
     public func write(into out: inout [UInt8]) {
-        var sink = JSONByteSink(capacity: 1024)
-        defer { sink.deallocate() }
-        sink.write(self)
-        out.append(contentsOf: sink.bytes)
+        var writer = JSONByteWriter(capacity: 1024)
+        writer.value(self)
+        writer.withBytes { out.append(contentsOf: $0) }
     }
 }
 
-/// A growable byte buffer for the serializer: room is checked once per value, not per byte.
-struct JSONByteSink {
-    private var start: UnsafeMutablePointer<UInt8>
-    private var count = 0
-    private var capacity: Int
+/// Compact JSON written straight into one growable byte buffer, without building a
+/// ``JSONValue`` first: the exporters stream their bodies through it.
+///
+/// Commas are placed by the writer: `key` starts a member, every value (scalar or
+/// container) is either a member's value or an array element.
+///
+/// ```swift
+/// var writer = JSONByteWriter(capacity: 256)
+/// writer.beginObject()
+/// writer.key("name")
+/// writer.string(title)
+/// writer.key("steps")
+/// writer.beginArray()
+/// writer.integer(1)
+/// writer.endArray()
+/// writer.endObject()
+/// let bytes = writer.finish()  // {"name":"…","steps":[1]}
+/// ```
+///
+/// Keys given as `StaticString` are written as they are: they must need no escaping
+/// (the exporters' member names are plain ASCII).
+public struct JSONByteWriter: ~Copyable {
+    @usableFromInline var start: UnsafeMutablePointer<UInt8>
+    @usableFromInline var count = 0
+    @usableFromInline var capacity: Int
+    /// Whether the next member or element needs a comma before it.
+    @usableFromInline var needsComma = false
 
-    init(capacity: Int) {
-        self.capacity = Swift.max(capacity, 16)
+    /// An empty writer with room for `capacity` bytes (it grows as needed).
+    public init(capacity: Int = 1024) {
+        self.capacity = Swift.max(capacity, 64)
         start = .allocate(capacity: self.capacity)
     }
 
-    func deallocate() { start.deallocate() }
+    deinit { start.deallocate() }
 
-    var bytes: UnsafeBufferPointer<UInt8> { UnsafeBufferPointer(start: start, count: count) }
+    /// The number of bytes written so far.
+    public var byteCount: Int { count }
+
+    /// Calls `body` with the bytes written so far (valid only during the call).
+    public func withBytes<R, E: Error>(_ body: (UnsafeBufferPointer<UInt8>) throws(E) -> R) throws(E) -> R {
+        try body(UnsafeBufferPointer(start: start, count: count))
+    }
+
+    /// The bytes written, as an array.
+    public consuming func finish() -> [UInt8] {
+        Array(UnsafeBufferPointer(start: start, count: count))
+    }
+
+    // MARK: structure
+
+    public mutating func beginObject() {
+        let p = reserve(2)
+        p[0] = UInt8(ascii: ",")
+        p[needsComma ? 1 : 0] = UInt8(ascii: "{")
+        count += needsComma ? 2 : 1
+        needsComma = false
+    }
+
+    public mutating func endObject() {
+        reserve(1).pointee = UInt8(ascii: "}")
+        count += 1
+        needsComma = true
+    }
+
+    public mutating func beginArray() {
+        let p = reserve(2)
+        p[0] = UInt8(ascii: ",")
+        p[needsComma ? 1 : 0] = UInt8(ascii: "[")
+        count += needsComma ? 2 : 1
+        needsComma = false
+    }
+
+    public mutating func endArray() {
+        reserve(1).pointee = UInt8(ascii: "]")
+        count += 1
+        needsComma = true
+    }
+
+    /// `"name":` (with the comma before it when it is not the first member). `name` is
+    /// written as is: it must need no escaping.
+    @inlinable @inline(__always)
+    public mutating func key(_ name: StaticString) {
+        let n = name.utf8CodeUnitCount
+        var p = reserve(n + 4)
+        let first = p
+        if needsComma {
+            p.pointee = UInt8(ascii: ",")
+            p += 1
+        }
+        p.pointee = UInt8(ascii: "\"")
+        Self.copy(name.utf8Start, n, to: p + 1)
+        p += n + 1
+        p[0] = UInt8(ascii: "\"")
+        p[1] = UInt8(ascii: ":")
+        count += p + 2 - first
+        needsComma = false
+    }
+
+    /// `"name":"value"`, both written as they are (see ``key(_:)`` and ``plainString(_:)``).
+    @inlinable @inline(__always)
+    public mutating func member(_ name: StaticString, _ value: StaticString) {
+        let n = name.utf8CodeUnitCount
+        let m = value.utf8CodeUnitCount
+        var p = reserve(n + m + 6)
+        let first = p
+        if needsComma {
+            p.pointee = UInt8(ascii: ",")
+            p += 1
+        }
+        p.pointee = UInt8(ascii: "\"")
+        Self.copy(name.utf8Start, n, to: p + 1)
+        p += n + 1
+        p[0] = UInt8(ascii: "\"")
+        p[1] = UInt8(ascii: ":")
+        p[2] = UInt8(ascii: "\"")
+        Self.copy(value.utf8Start, m, to: p + 3)
+        p += m + 3
+        p.pointee = UInt8(ascii: "\"")
+        count += p + 1 - first
+        needsComma = true
+    }
+
+    /// `"name":` and an integer.
+    @inlinable @inline(__always)
+    public mutating func member(_ name: StaticString, integer value: Int) {
+        key(name)
+        digits(Int64(value))
+        needsComma = true
+    }
+
+    /// `"name":` and a number (see ``number(_:)``).
+    @inlinable @inline(__always)
+    public mutating func member(_ name: StaticString, number value: Double) {
+        key(name)
+        numberText(value)
+        needsComma = true
+    }
+
+    /// `"name":` and a string, escaped as needed.
+    @inlinable @inline(__always)
+    public mutating func member(_ name: StaticString, string value: String) {
+        key(name)
+        quoted(value)
+        needsComma = true
+    }
+
+    /// `"name":` for any string key (escaped as needed).
+    public mutating func dynamicKey(_ name: String) {
+        comma()
+        quoted(name)
+        reserve(1).pointee = UInt8(ascii: ":")
+        count += 1
+        needsComma = false
+    }
+
+    /// `"name":` and the string `first + separator + second`, escaped as needed, without
+    /// building it (`separator` must need no escaping).
+    public mutating func member(
+        _ name: StaticString, string first: String, _ separator: StaticString, _ second: String
+    ) {
+        key(name)
+        reserve(1).pointee = UInt8(ascii: "\"")
+        count += 1
+        escaped(first)
+        let n = separator.utf8CodeUnitCount
+        Self.copy(separator.utf8Start, n, to: reserve(n))
+        count += n
+        escaped(second)
+        reserve(1).pointee = UInt8(ascii: "\"")
+        count += 1
+        needsComma = true
+    }
+
+    // MARK: values
+
+    /// A string value, escaped as needed.
+    public mutating func string(_ value: String) {
+        comma()
+        quoted(value)
+        needsComma = true
+    }
+
+    /// A string value written as is: it must need no escaping (enum names, units).
+    @inlinable @inline(__always)
+    public mutating func plainString(_ value: StaticString) {
+        let n = value.utf8CodeUnitCount
+        var p = reserve(n + 3)
+        let first = p
+        if needsComma {
+            p.pointee = UInt8(ascii: ",")
+            p += 1
+        }
+        p.pointee = UInt8(ascii: "\"")
+        Self.copy(value.utf8Start, n, to: p + 1)
+        p += n + 1
+        p.pointee = UInt8(ascii: "\"")
+        count += p + 1 - first
+        needsComma = true
+    }
+
+    public mutating func integer(_ value: Int64) {
+        comma()
+        digits(value)
+        needsComma = true
+    }
+
+    @inlinable
+    public mutating func integer(_ value: Int) { integer(Int64(value)) }
+
+    /// A number: an integer literal when it is whole and below 10^15 in magnitude (`600`,
+    /// not `600.0`), else Swift's shortest round-trip form (`0.95`, `1e+20`). The same
+    /// text as a ``JSONValue/double(_:)`` gets.
+    public mutating func number(_ value: Double) {
+        comma()
+        numberText(value)
+        needsComma = true
+    }
+
+    @usableFromInline
+    mutating func numberText(_ value: Double) {
+        if value.rounded(.towardZero) == value, Swift.abs(value) < 1e15 {
+            digits(Int64(value))
+        } else {
+            var text = value.description
+            text.withUTF8 { utf8 in
+                reserve(utf8.count).update(from: utf8.baseAddress!, count: utf8.count)
+                count += utf8.count
+            }
+        }
+    }
+
+    public mutating func bool(_ value: Bool) {
+        literal(value ? "true" : "false")
+    }
+
+    public mutating func null() {
+        literal("null")
+    }
+
+    /// Any parsed or built value.
+    public mutating func value(_ value: JSONValue) {
+        switch value {
+        case .null: null()
+        case .bool(let b): bool(b)
+        case .int(let i): integer(i)
+        case .double(let d): number(d)
+        case .string(let s): string(s)
+        case .array(let elements):
+            beginArray()
+            elements.withUnsafeBufferPointer { elements in
+                for element in elements { self.value(element) }
+            }
+            endArray()
+        case .object(let object):
+            beginObject()
+            object.storage.withUnsafeBufferPointer { members in
+                for member in members {
+                    dynamicKey(member.key)
+                    self.value(member.value)
+                }
+            }
+            endObject()
+        }
+    }
+
+    // MARK: bytes
 
     /// Makes room for `extra` more bytes and returns where they go.
-    @inline(__always)
+    @inlinable @inline(__always)
     mutating func reserve(_ extra: Int) -> UnsafeMutablePointer<UInt8> {
         if count + extra > capacity { grow(extra) }
         return start + count
     }
 
-    private mutating func grow(_ extra: Int) {
+    @usableFromInline
+    mutating func grow(_ extra: Int) {
         let newCapacity = Swift.max(capacity * 2, count + extra)
         let newStart = UnsafeMutablePointer<UInt8>.allocate(capacity: newCapacity)
         newStart.moveInitialize(from: start, count: count)
@@ -55,58 +307,48 @@ struct JSONByteSink {
         capacity = newCapacity
     }
 
+    /// Copies `n` bytes; short copies (the keys and enum names) without a call to memcpy.
+    @inlinable @inline(__always)
+    static func copy(_ source: UnsafePointer<UInt8>, _ n: Int, to target: UnsafeMutablePointer<UInt8>) {
+        let from = UnsafeRawPointer(source)
+        let to = UnsafeMutableRawPointer(target)
+        switch n {
+        case 8...16:
+            // Two overlapping words cover the bytes (every read stays inside them).
+            let head = from.loadUnaligned(as: UInt64.self)
+            let tail = from.loadUnaligned(fromByteOffset: n - 8, as: UInt64.self)
+            to.storeBytes(of: head, as: UInt64.self)
+            to.storeBytes(of: tail, toByteOffset: n - 8, as: UInt64.self)
+        case 4..<8:
+            let head = from.loadUnaligned(as: UInt32.self)
+            let tail = from.loadUnaligned(fromByteOffset: n - 4, as: UInt32.self)
+            to.storeBytes(of: head, as: UInt32.self)
+            to.storeBytes(of: tail, toByteOffset: n - 4, as: UInt32.self)
+        case 0..<4:
+            for offset in 0..<n { target[offset] = source[offset] }
+        default:
+            target.update(from: source, count: n)
+        }
+    }
+
     @inline(__always)
-    mutating func byte(_ value: UInt8) {
-        reserve(1).pointee = value
+    mutating func comma() {
+        guard needsComma else { return }
+        reserve(1).pointee = UInt8(ascii: ",")
         count += 1
     }
 
     mutating func literal(_ text: StaticString) {
+        comma()
         let n = text.utf8CodeUnitCount
         reserve(n).update(from: text.utf8Start, count: n)
         count += n
+        needsComma = true
     }
 
-    mutating func write(_ value: JSONValue) {
-        switch value {
-        case .null: literal("null")
-        case .bool(let b): literal(b ? "true" : "false")
-        case .int(let i): integer(i)
-        case .double(let d):
-            if d.rounded(.towardZero) == d, abs(d) < 1e15 {
-                integer(Int64(d))
-            } else {
-                var text = d.description
-                text.withUTF8 { utf8 in
-                    reserve(utf8.count).update(from: utf8.baseAddress!, count: utf8.count)
-                    count += utf8.count
-                }
-            }
-        case .string(let s): string(s)
-        case .array(let elements):
-            byte(UInt8(ascii: "["))
-            elements.withUnsafeBufferPointer { elements in
-                for index in elements.indices {
-                    if index > 0 { byte(UInt8(ascii: ",")) }
-                    write(elements[index])
-                }
-            }
-            byte(UInt8(ascii: "]"))
-        case .object(let object):
-            byte(UInt8(ascii: "{"))
-            object.members.withUnsafeBufferPointer { members in
-                for index in members.indices {
-                    if index > 0 { byte(UInt8(ascii: ",")) }
-                    string(members[index].key)
-                    byte(UInt8(ascii: ":"))
-                    write(members[index].value)
-                }
-            }
-            byte(UInt8(ascii: "}"))
-        }
-    }
-
-    mutating func integer(_ value: Int64) {
+    /// The decimal digits of `value`, with a `-` when negative.
+    @usableFromInline
+    mutating func digits(_ value: Int64) {
         // At most 20 characters: a sign and 19 digits.
         let p = reserve(20)
         var magnitude = value.magnitude
@@ -132,20 +374,28 @@ struct JSONByteSink {
 
     /// `s` quoted: `"` and `\` and control characters escaped, everything else (UTF-8
     /// included) copied as is.
-    mutating func string(_ s: String) {
-        if let done: Void = s.utf8.withContiguousStorageIfAvailable({ string(utf8: $0) }) { return done }
-        var s = s
-        s.withUTF8 { string(utf8: $0) }
+    @usableFromInline
+    mutating func quoted(_ s: String) {
+        reserve(1).pointee = UInt8(ascii: "\"")
+        count += 1
+        escaped(s)
+        reserve(1).pointee = UInt8(ascii: "\"")
+        count += 1
     }
 
-    mutating func string(utf8: UnsafeBufferPointer<UInt8>) {
-        // Worst case: every byte escaped as \u00XX, plus the quotes.
-        var p = reserve(utf8.count * 6 + 2)
+    /// The bytes of `s` between the quotes of a JSON string.
+    mutating func escaped(_ s: String) {
+        if let done: Void = s.utf8.withContiguousStorageIfAvailable({ escaped(utf8: $0) }) { return done }
+        var s = s
+        s.withUTF8 { escaped(utf8: $0) }
+    }
+
+    mutating func escaped(utf8: UnsafeBufferPointer<UInt8>) {
+        // Worst case: every byte escaped as \u00XX.
+        var p = reserve(utf8.count * 6)
         let first = p
-        p.pointee = UInt8(ascii: "\"")
-        p += 1
         if Self.isClean(utf8) {
-            if let base = utf8.baseAddress { p.update(from: base, count: utf8.count) }
+            if let base = utf8.baseAddress { Self.copy(base, utf8.count, to: p) }
             p += utf8.count
         } else {
             for byte in utf8 {
@@ -181,8 +431,6 @@ struct JSONByteSink {
                 }
             }
         }
-        p.pointee = UInt8(ascii: "\"")
-        p += 1
         count += p - first
     }
 
@@ -229,9 +477,8 @@ extension JSONValue {
     /// Appends `s` as a quoted JSON string: `"` and `\` and control characters escaped,
     /// everything else (UTF-8 included) copied as is.
     public static func writeString(_ s: String, into out: inout [UInt8]) {
-        var sink = JSONByteSink(capacity: s.utf8.count + 2)
-        defer { sink.deallocate() }
-        sink.string(s)
-        out.append(contentsOf: sink.bytes)
+        var writer = JSONByteWriter(capacity: s.utf8.count + 2)
+        writer.string(s)
+        writer.withBytes { out.append(contentsOf: $0) }
     }
 }

@@ -36,12 +36,30 @@ public struct ExportSession: Sendable, Equatable {
     /// whole `workout`) into one failure whose ``ValidationFailure/message`` is ready to be
     /// stored as `lastExportError`.
     public static func decode(from session: JSONValue) throws(ValidationFailure) -> ExportSession {
-        var decoder = WorkoutJSONDecoder()
         guard let object = session.objectValue else {
             throw ValidationFailure(problems: [
                 ValidationProblem(path: "session", message: "must be an object, got \(session.typeName)")
             ])
         }
+        // Most sessions are valid: a first pass only looks for a problem, the second one
+        // (the same code) names them all.
+        var quick = WorkoutJSONDecoder(recorder: ProblemFlag())
+        if let session = decode(object, with: &quick), !quick.recorder.failed { return session }
+        var full = WorkoutJSONDecoder(recorder: ProblemList(root: "session"))
+        _ = decode(object, with: &full)
+        // Problems found under the "session" pseudo-root are named relative to the session.
+        let problems = full.recorder.problems.map { problem in
+            var problem = problem
+            if problem.path.hasPrefix("session.") { problem.path.removeFirst("session.".count) }
+            return problem
+        }
+        throw ValidationFailure(problems: problems)
+    }
+
+    /// The session, or nil when a problem was recorded.
+    private static func decode<Recorder: ProblemRecorder>(
+        _ object: JSONObject, with decoder: inout WorkoutJSONDecoder<Recorder>
+    ) -> ExportSession? {
         var id: String?
         if let value = object["id"], value != .null {
             if let string = value.stringValue, !string.isEmpty {
@@ -83,15 +101,7 @@ public struct ExportSession: Sendable, Equatable {
         } else {
             decoder.fail("workout", "is required")
         }
-        // Problems found under the "session" pseudo-root are named relative to the session.
-        let problems = decoder.problems.map { problem in
-            var problem = problem
-            if problem.path.hasPrefix("session.") { problem.path.removeFirst("session.".count) }
-            return problem
-        }
-        guard problems.isEmpty, let id, let date, let workout else {
-            throw ValidationFailure(problems: problems)
-        }
+        guard !decoder.recorder.failed, let id, let date, let workout else { return nil }
         return ExportSession(
             id: id, title: title ?? "Workout", description: description, date: date,
             startTime: startTime, athlete: athlete, workout: workout)

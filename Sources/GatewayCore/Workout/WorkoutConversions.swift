@@ -75,15 +75,23 @@ public enum WorkoutConversions {
     /// The speed a DISTANCE step is estimated at: mid-range of its pace target, else the
     /// sport's default.
     public static func estimatedSpeed(for step: WorkoutStep, sport: Sport) -> Double {
-        for target in [step.target, step.secondaryTarget] {
-            switch target {
-            case .pacePerKm(let fast, let slow)? where fast > 0 && slow > 0:
-                return metersPerSecond(secondsPerKm: (fast + slow) / 2)
-            case .pacePer100m(let fast, let slow)? where fast > 0 && slow > 0:
-                return metersPerSecond(secondsPer100m: (fast + slow) / 2)
-            default: continue
-            }
+        estimatedSpeed(target: step.target, secondaryTarget: step.secondaryTarget, sport: sport)
+    }
+
+    /// ``estimatedSpeed(for:sport:)`` of a step with these targets.
+    static func estimatedSpeed(target: WorkoutTarget?, secondaryTarget: WorkoutTarget?, sport: Sport) -> Double {
+        paceSpeed(target) ?? paceSpeed(secondaryTarget) ?? defaultSpeed(for: sport)
+    }
+
+    /// The mid-range speed of a pace target with positive bounds.
+    static func paceSpeed(_ target: WorkoutTarget?) -> Double? {
+        switch target {
+        case .pacePerKm(let fast, let slow)? where fast > 0 && slow > 0:
+            return metersPerSecond(secondsPerKm: (fast + slow) / 2)
+        case .pacePer100m(let fast, let slow)? where fast > 0 && slow > 0:
+            return metersPerSecond(secondsPer100m: (fast + slow) / 2)
+        default:
+            return nil
         }
-        return defaultSpeed(for: sport)
     }
 }

@@ -16,10 +16,11 @@ extension Workout {
     public static func decode(
         from value: JSONValue, path: String = "workout"
     ) throws(WorkoutDecodingError) -> Workout {
-        var decoder = WorkoutJSONDecoder()
-        let workout = decoder.workout(value, root: path)
-        if let workout, decoder.problems.isEmpty { return workout }
-        throw WorkoutDecodingError(problems: decoder.problems)
+        var quick = WorkoutJSONDecoder(recorder: ProblemFlag())
+        if let workout = quick.workout(value, root: path), !quick.recorder.failed { return workout }
+        var decoder = WorkoutJSONDecoder(recorder: ProblemList(root: path))
+        _ = decoder.workout(value, root: path)
+        throw WorkoutDecodingError(problems: decoder.recorder.problems)
     }
 }
 
@@ -29,37 +30,48 @@ extension AthleteThresholds {
     public static func decode(
         from value: JSONValue, path: String = "athlete"
     ) throws(WorkoutDecodingError) -> AthleteThresholds {
-        var decoder = WorkoutJSONDecoder()
-        let athlete = decoder.athlete(value, root: path)
-        if let athlete, decoder.problems.isEmpty { return athlete }
-        throw WorkoutDecodingError(problems: decoder.problems)
+        var quick = WorkoutJSONDecoder(recorder: ProblemFlag())
+        if let athlete = quick.athlete(value, root: path), !quick.recorder.failed { return athlete }
+        var decoder = WorkoutJSONDecoder(recorder: ProblemList(root: path))
+        _ = decoder.athlete(value, root: path)
+        throw WorkoutDecodingError(problems: decoder.recorder.problems)
     }
 }
 
+/// Names of SPEC §3 that the decoder matches.
+enum WorkoutJSONNames {
+    /// The `type` values of a duration and of a target, in the order of the decoder's switches.
+    static let durationTypes = ["TIME", "DISTANCE", "OPEN"]
+    static let targetTypes = [
+        "HEART_RATE", "HEART_RATE_ZONE", "POWER", "POWER_ZONE", "POWER_PERCENT_FTP", "PACE", "CADENCE", "OPEN",
+    ]
+    static let athleteKeys = ["ftpWatts", "maxHr", "thresholdHr"]
+}
+
 /// Walks the JSON, records problems and keeps going so that all of them are reported.
-/// The current location is kept in ``path``; a path string is built only for a problem.
-struct WorkoutJSONDecoder {
-    var problems: [ValidationProblem] = []
-    var path = ProblemPath(root: "")
+/// The current location is kept by the recorder (which may keep only whether there is a
+/// problem, see ``ProblemRecorder``).
+struct WorkoutJSONDecoder<Recorder: ProblemRecorder> {
+    var recorder: Recorder
 
     /// A problem at an explicit path.
-    mutating func fail(_ path: String, _ message: String) {
-        problems.append(ValidationProblem(path: path, message: message))
+    mutating func fail(_ path: String, _ message: @autoclosure () -> String) {
+        recorder.fail(path: path, message())
     }
 
     /// A problem at the current path.
-    mutating func report(_ message: String) {
-        problems.append(ValidationProblem(path: path.rendered, message: message))
+    mutating func report(_ message: @autoclosure () -> String) {
+        recorder.fail(message())
     }
 
     /// A problem at the member `key` of the current path.
-    mutating func report(_ key: String, _ message: String) {
-        problems.append(ValidationProblem(path: path.rendered(key), message: message))
+    mutating func report(_ key: String, _ message: @autoclosure () -> String) {
+        recorder.fail(key, message())
     }
 
     /// Makes `root` the current path (`workout`, `athlete`, `session`).
     mutating func start(at root: String) {
-        path = ProblemPath(root: root, capacity: 8)
+        recorder.start(at: root)
     }
 
     mutating func object(_ value: JSONValue) -> JSONObject? {
@@ -124,11 +136,10 @@ struct WorkoutJSONDecoder {
             report(key, "must be one of \(allowed), got \(value.typeName)")
             return nil
         }
-        guard let result = E(rawValue: string) else {
-            report(key, "must be one of \(allowed), got \"\(string)\"")
-            return nil
-        }
-        return result
+        // The same match as `E(rawValue:)`, without its generic string switch.
+        for value in E.allCases where value.rawValue == string { return value }
+        report(key, "must be one of \(allowed), got \"\(string)\"")
+        return nil
     }
 
     /// The `workout` object at `root`.
@@ -143,8 +154,8 @@ struct WorkoutJSONDecoder {
 
     /// The `steps` array of a workout or a repeat block (a member of the current path).
     mutating func itemList(_ object: JSONObject) -> [WorkoutItem]? {
-        path.push("steps")
-        defer { path.pop() }
+        recorder.push("steps")
+        defer { recorder.pop() }
         guard let value = object["steps"], value != .null else {
             report("is required")
             return nil
@@ -157,13 +168,13 @@ struct WorkoutJSONDecoder {
         items.reserveCapacity(array.count)
         var ok = true
         for index in array.indices {
-            path.push(index: index)
+            recorder.push(index: index)
             if let item = item(array[index]) {
                 items.append(item)
             } else {
                 ok = false
             }
-            path.pop()
+            recorder.pop()
         }
         return ok ? items : nil
     }
@@ -185,23 +196,23 @@ struct WorkoutJSONDecoder {
         let notes = optionalString(object, "notes")
         var duration: StepDuration?
         if let value = object["duration"], value != .null {
-            path.push("duration")
+            recorder.push("duration")
             duration = self.duration(value)
-            path.pop()
+            recorder.pop()
         } else {
             report("duration", "is required")
         }
         var target: WorkoutTarget?? = .some(nil)
         if let value = object["target"], value != .null {
-            path.push("target")
+            recorder.push("target")
             target = self.target(value).map { .some($0) }
-            path.pop()
+            recorder.pop()
         }
         var secondary: WorkoutTarget?? = .some(nil)
         if let value = object["secondaryTarget"], value != .null {
-            path.push("secondaryTarget")
+            recorder.push("secondaryTarget")
             secondary = self.target(value).map { .some($0) }
-            path.pop()
+            recorder.pop()
         }
         guard let kind, let duration, let target, let secondary else { return nil }
         return WorkoutStep(
@@ -209,26 +220,18 @@ struct WorkoutJSONDecoder {
             secondaryTarget: secondary)
     }
 
-    static let durationTypes = ["TIME", "DISTANCE", "OPEN"]
-
     mutating func duration(_ value: JSONValue) -> StepDuration? {
         guard let object = object(value) else { return nil }
-        guard let type = typeString(object, allowed: Self.durationTypes) else {
-            return nil
-        }
-        switch type {
-        case "TIME": return number(object, "seconds").map { .time(seconds: $0) }
-        case "DISTANCE": return number(object, "meters").map { .distance(meters: $0) }
-        default: return .open
+        switch typeIndex(object, allowed: WorkoutJSONNames.durationTypes) {
+        case 0?: return number(object, "seconds").map { .time(seconds: $0) }
+        case 1?: return number(object, "meters").map { .distance(meters: $0) }
+        case 2?: return .open
+        default: return nil
         }
     }
 
-    static let targetTypes = [
-        "HEART_RATE", "HEART_RATE_ZONE", "POWER", "POWER_ZONE", "POWER_PERCENT_FTP", "PACE", "CADENCE",
-        "OPEN",
-    ]
-
-    mutating func typeString(_ object: JSONObject, allowed: [String]) -> String? {
+    /// The position in `allowed` of the `type` member.
+    mutating func typeIndex(_ object: JSONObject, allowed: [String]) -> Int? {
         guard let value = object["type"], value != .null else {
             report("type", "is required")
             return nil
@@ -238,11 +241,11 @@ struct WorkoutJSONDecoder {
             report("type", "must be one of \(list), got \(value.typeName)")
             return nil
         }
-        guard allowed.contains(type) else {
+        guard let index = allowed.firstIndex(of: type) else {
             report("type", "must be one of \(list), got \"\(type)\"")
             return nil
         }
-        return type
+        return index
     }
 
     mutating func range(_ object: JSONObject, _ minKey: String, _ maxKey: String) -> (Double, Double)? {
@@ -254,19 +257,19 @@ struct WorkoutJSONDecoder {
 
     mutating func target(_ value: JSONValue) -> WorkoutTarget? {
         guard let object = object(value) else { return nil }
-        guard let type = typeString(object, allowed: Self.targetTypes) else { return nil }
+        guard let type = typeIndex(object, allowed: WorkoutJSONNames.targetTypes) else { return nil }
         switch type {
-        case "HEART_RATE":
+        case 0:  // HEART_RATE
             return range(object, "minBpm", "maxBpm").map { .heartRate(minBpm: $0, maxBpm: $1) }
-        case "HEART_RATE_ZONE":
+        case 1:  // HEART_RATE_ZONE
             return integer(object, "zone").map { .heartRateZone($0) }
-        case "POWER":
+        case 2:  // POWER
             return range(object, "minWatts", "maxWatts").map { .power(minWatts: $0, maxWatts: $1) }
-        case "POWER_ZONE":
+        case 3:  // POWER_ZONE
             return integer(object, "zone").map { .powerZone($0) }
-        case "POWER_PERCENT_FTP":
+        case 4:  // POWER_PERCENT_FTP
             return range(object, "min", "max").map { .powerPercentFTP(min: $0, max: $1) }
-        case "PACE":
+        case 5:  // PACE
             if object["minSecondsPerKm"] != nil || object["maxSecondsPerKm"] != nil {
                 return range(object, "minSecondsPerKm", "maxSecondsPerKm").map {
                     .pacePerKm(minSeconds: $0, maxSeconds: $1)
@@ -279,14 +282,12 @@ struct WorkoutJSONDecoder {
             }
             report("PACE needs minSecondsPerKm/maxSecondsPerKm (RUN) or minSecondsPer100m/maxSecondsPer100m (SWIM)")
             return nil
-        case "CADENCE":
+        case 6:  // CADENCE
             return range(object, "minRpm", "maxRpm").map { .cadence(minRpm: $0, maxRpm: $1) }
-        default:
+        default:  // OPEN
             return .open
         }
     }
-
-    static let athleteKeys = ["ftpWatts", "maxHr", "thresholdHr"]
 
     /// The `athlete` object at `root`.
     mutating func athlete(_ value: JSONValue, root: String) -> AthleteThresholds? {
@@ -294,7 +295,7 @@ struct WorkoutJSONDecoder {
         guard let object = object(value) else { return nil }
         var result = AthleteThresholds()
         var ok = true
-        for key in Self.athleteKeys {
+        for key in WorkoutJSONNames.athleteKeys {
             guard let member = object[key], member != .null else { continue }
             guard let number = member.doubleValue else {
                 report(key, "must be a number, got \(member.typeName)")

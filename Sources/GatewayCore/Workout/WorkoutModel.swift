@@ -108,6 +108,23 @@ public enum WorkoutItem: Sendable, Equatable {
     case repeatBlock(RepeatBlock)
 }
 
+/// How a step ends and what it aims at: the parts of a step that the validator and the
+/// normalizer read, all plain values.
+struct StepMeasures {
+    var duration: StepDuration
+    var target: WorkoutTarget?
+    var secondaryTarget: WorkoutTarget?
+}
+
+extension WorkoutItem {
+    /// The measures of a step, nil for a repeat block. Read in place, without copying the
+    /// step (its name and notes), when walking a tree.
+    var stepMeasures: StepMeasures? {
+        guard case .step(let step) = self else { return nil }
+        return StepMeasures(duration: step.duration, target: step.target, secondaryTarget: step.secondaryTarget)
+    }
+}
+
 /// The `workout` object of a session (SPEC §3), as the coach wrote it.
 public struct Workout: Sendable, Equatable {
     public var sport: Sport

@@ -24,57 +24,58 @@ public enum WorkoutValidator {
         _ workout: Workout, athlete: AthleteThresholds?, for target: ExportTarget,
         path: String = "workout", athletePath: String = "athlete"
     ) -> [ValidationProblem] {
-        var walker = Walker(
-            sport: workout.sport, athlete: athlete, target: target, root: path, athletePath: athletePath)
-        if target == .wahoo, workout.sport == .swim {
-            walker.fail("sport", "Wahoo supports only BIKE and RUN workouts, not SWIM")
-        }
-        walker.path.push("steps")
-        walker.items(workout.items)
-        let expanded = WorkoutNormalizer.expandedCount(workout.items)
-        if expanded > WorkoutNormalizer.maxExpandedSteps {
-            walker.fail("expands to more than \(WorkoutNormalizer.maxExpandedSteps) steps")
-        }
-        if target == .garmin {
-            let count = WorkoutNormalizer.unwrappedTreeCount(workout.items)
-            if count > garminMaxSteps {
-                walker.fail("Garmin accepts at most \(garminMaxSteps) steps, this workout has \(count)")
-            }
-        }
-        walker.path.pop()
-        if target == .wahoo, let athlete {
-            walker.athlete(athlete)
-        }
-        return walker.problems
+        // Most workouts are valid: a first walk only looks for a problem, the second one
+        // (the same rules) names them all.
+        var quick = Walker(
+            recorder: ProblemFlag(), sport: workout.sport, athlete: athlete, target: target, athletePath: athletePath)
+        quick.run(workout)
+        guard quick.recorder.failed else { return [] }
+        var full = Walker(
+            recorder: ProblemList(root: path), sport: workout.sport, athlete: athlete, target: target,
+            athletePath: athletePath)
+        full.run(workout)
+        return full.recorder.problems
     }
 }
 
-/// Walks a workout with the current location kept in ``path``; a path string is built
-/// only for a problem.
-private struct Walker {
+/// Walks a workout with the current location kept by the recorder.
+private struct Walker<Recorder: ProblemRecorder> {
+    var recorder: Recorder
     let sport: Sport
     let athlete: AthleteThresholds?
     let target: ExportTarget
     let athletePath: String
-    var path: ProblemPath
-    var problems: [ValidationProblem] = []
 
-    init(sport: Sport, athlete: AthleteThresholds?, target: ExportTarget, root: String, athletePath: String) {
-        self.sport = sport
-        self.athlete = athlete
-        self.target = target
-        self.athletePath = athletePath
-        self.path = ProblemPath(root: root, capacity: 8)
+    mutating func run(_ workout: Workout) {
+        if target == .wahoo, workout.sport == .swim {
+            fail("sport", "Wahoo supports only BIKE and RUN workouts, not SWIM")
+        }
+        recorder.push("steps")
+        items(workout.items)
+        let expanded = WorkoutNormalizer.expandedCount(workout.items)
+        if expanded > WorkoutNormalizer.maxExpandedSteps {
+            fail("expands to more than \(WorkoutNormalizer.maxExpandedSteps) steps")
+        }
+        if target == .garmin {
+            let count = WorkoutNormalizer.unwrappedTreeCount(workout.items)
+            if count > WorkoutValidator.garminMaxSteps {
+                fail("Garmin accepts at most \(WorkoutValidator.garminMaxSteps) steps, this workout has \(count)")
+            }
+        }
+        recorder.pop()
+        if target == .wahoo, let athlete {
+            self.athlete(athlete)
+        }
     }
 
     /// A problem at the current path.
-    mutating func fail(_ message: String) {
-        problems.append(ValidationProblem(path: path.rendered, message: message))
+    mutating func fail(_ message: @autoclosure () -> String) {
+        recorder.fail(message())
     }
 
     /// A problem at the member `key` of the current path.
-    mutating func fail(_ key: String, _ message: String) {
-        problems.append(ValidationProblem(path: path.rendered(key), message: message))
+    mutating func fail(_ key: String, _ message: @autoclosure () -> String) {
+        recorder.fail(key, message())
     }
 
     /// The items of a `steps` array; the current path is that array.
@@ -84,50 +85,55 @@ private struct Walker {
             return
         }
         for index in items.indices {
-            path.push(index: index)
+            recorder.push(index: index)
+            if let step = items[index].stepMeasures {
+                self.step(step)
+                recorder.pop()
+                continue
+            }
             switch items[index] {
-            case .step(let step): self.step(step)
+            case .step: break
             case .repeatBlock(let block):
                 if block.count < 1 {
                     fail("repeat", "must be >= 1, got \(block.count)")
                 }
-                path.push("steps")
+                recorder.push("steps")
                 self.items(block.items)
-                path.pop()
+                recorder.pop()
             }
-            path.pop()
+            recorder.pop()
         }
     }
 
-    mutating func step(_ step: WorkoutStep) {
+    mutating func step(_ step: StepMeasures) {
         switch step.duration {
         case .time(let seconds):
-            path.push("duration")
+            recorder.push("duration")
             positive(seconds, max: WorkoutValidator.maxStepSeconds, unit: "s", key: "seconds")
-            path.pop()
+            recorder.pop()
         case .distance(let meters):
-            path.push("duration")
+            recorder.push("duration")
             positive(meters, max: WorkoutValidator.maxStepMeters, unit: "m", key: "meters")
-            path.pop()
+            recorder.pop()
         case .open:
             if target == .wahoo {
                 fail("duration", "Wahoo has no lap-button (OPEN) steps; use TIME or DISTANCE")
             }
         }
         if let primary = step.target {
-            path.push("target")
+            recorder.push("target")
             self.target(primary)
-            path.pop()
+            recorder.pop()
         }
         if let secondary = step.secondaryTarget {
-            path.push("secondaryTarget")
+            recorder.push("secondaryTarget")
             self.target(secondary)
             if let primary = step.target, primary.quantity != .none,
                 primary.quantity == secondary.quantity
             {
                 fail("must not constrain the same quantity as target (\(primary.typeName))")
             }
-            path.pop()
+            recorder.pop()
         }
     }
 
@@ -175,6 +181,7 @@ private struct Walker {
         case .heartRateZone(let zone):
             self.zone(zone, count: 5)
             if self.target == .wahoo, athlete?.maxHr == nil {
+                let athletePath = self.athletePath
                 fail("HEART_RATE_ZONE needs the athlete's max HR (\(athletePath).maxHr)")
             }
         case .power(let low, let high):
@@ -182,6 +189,7 @@ private struct Walker {
         case .powerZone(let zone):
             self.zone(zone, count: 7)
             if self.target == .wahoo, athlete?.ftpWatts == nil {
+                let athletePath = self.athletePath
                 fail("POWER_ZONE needs the athlete's FTP (\(athletePath).ftpWatts)")
             }
         case .powerPercentFTP(let low, let high):
@@ -212,7 +220,7 @@ private struct Walker {
 
     /// The athlete's thresholds, under `athletePath`.
     mutating func athlete(_ athlete: AthleteThresholds) {
-        path = ProblemPath(root: athletePath)
+        recorder.start(at: athletePath)
         if let ftp = athlete.ftpWatts {
             bounded(ftp, 1...3000, unit: "W", key: "ftpWatts")
         }

@@ -48,7 +48,7 @@ public struct GarminPusher: ProviderPusher {
         checkpoint: (RemoteWorkout) throws -> Void
     ) throws -> RemoteWorkout {
         var state = existing
-        let body = GarminWorkoutEncoder.encode(workout, session: session, options: options).serializedBytes
+        let body = GarminWorkoutEncoder.body(workout, session: session, options: options)
 
         if let workoutID = state.workoutID {
             let updated = try ProviderResponse.unlessGone {

@@ -45,10 +45,9 @@ public struct WahooPusher: ProviderPusher {
         }
 
         // The plan, then the workout that uses it.
-        let plan = WahooPlanEncoder.plan(workout, session: session)
         let updatedAt = ISODateTime.format(epochMillis: nowMillis())
         let planForm = Self.body(
-            WahooPlanEncoder.planFormFields(plan: plan, session: session, providerUpdatedAt: updatedAt))
+            WahooPlanEncoder.planFormFields(workout, session: session, providerUpdatedAt: updatedAt))
         let planID = try ensure(
             state.planID, form: planForm, path: Self.planPath, createPath: "/v1/plans", what: "the created plan",
             call: call, find: { () throws(ProviderCallError) in try findPlans(externalID: session.id, call: call) },

@@ -41,21 +41,98 @@ public enum FITWorkoutEncoder {
 
     /// The file of an already validated and normalized workout.
     public static func encode(_ workout: NormalizedWorkout, session: ExportSession) -> [UInt8] {
-        let stepNameSize = hasNonEmpty(workout.tree, \.name) ? self.stepNameSize : 0
-        let notesSize = hasNonEmpty(workout.tree, \.notes) ? self.notesSize : 0
-        let stepFields = stepDefinition(nameSize: stepNameSize, notesSize: notesSize)
-        let stepRecordSize = 1 + stepFields.reduce(0) { $0 + Int($1.size) }
-        var writer = FITWriter(capacity: 200 + workout.treeStepCount * stepRecordSize)
+        let texts = stepTexts(workout.tree)
+        let layout = Layout(
+            swim: workout.sport == .swim, description: session.description != nil,
+            stepNames: texts.names, stepNotes: texts.notes)
+        let size = FITWriter.fileSize(recordBytes: layout.recordBytes(steps: workout.treeStepCount))
+        return [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
+            var writer = FITWriter(buffer)
+            write(workout, session: session, layout: layout, into: &writer)
+            initialized = writer.finish()
+        }
+    }
 
-        // file_id
-        let fileFields = [
+    /// The fields of the three definition messages: which optional ones are present.
+    struct Layout {
+        var swim: Bool
+        var description: Bool
+        var stepNames: Bool
+        var stepNotes: Bool
+
+        static let fileIDFields = [
             FITFieldDefinition(number: 0, size: 1, baseType: .enumeration),  // type
             FITFieldDefinition(number: 1, size: 2, baseType: .uint16),  // manufacturer
             FITFieldDefinition(number: 2, size: 2, baseType: .uint16),  // product
             FITFieldDefinition(number: 3, size: 4, baseType: .uint32z),  // serial_number
             FITFieldDefinition(number: 4, size: 4, baseType: .uint32),  // time_created
         ]
-        writer.definition(local: 0, global: fileIDMessage, fields: fileFields)
+        static let workoutFields = [
+            FITFieldDefinition(number: 4, size: 1, baseType: .enumeration),  // sport
+            FITFieldDefinition(number: 11, size: 1, baseType: .enumeration),  // sub_sport
+            FITFieldDefinition(number: 6, size: 2, baseType: .uint16),  // num_valid_steps
+            FITFieldDefinition(number: 8, size: UInt8(workoutNameSize), baseType: .string),  // wkt_name
+        ]
+        static let poolFields = [
+            FITFieldDefinition(number: 14, size: 2, baseType: .uint16),  // pool_length
+            FITFieldDefinition(number: 15, size: 1, baseType: .enumeration),  // pool_length_unit
+        ]
+        static let descriptionField = FITFieldDefinition(
+            number: 17, size: UInt8(descriptionSize), baseType: .string)  // wkt_description
+        static let messageIndexField = FITFieldDefinition(number: 254, size: 2, baseType: .uint16)
+        static let stepNameField = FITFieldDefinition(number: 0, size: UInt8(stepNameSize), baseType: .string)
+        static let stepFields = [
+            FITFieldDefinition(number: 1, size: 1, baseType: .enumeration),  // duration_type
+            FITFieldDefinition(number: 2, size: 4, baseType: .uint32),  // duration_value
+            FITFieldDefinition(number: 3, size: 1, baseType: .enumeration),  // target_type
+            FITFieldDefinition(number: 4, size: 4, baseType: .uint32),  // target_value
+            FITFieldDefinition(number: 5, size: 4, baseType: .uint32),  // custom_target_value_low
+            FITFieldDefinition(number: 6, size: 4, baseType: .uint32),  // custom_target_value_high
+            FITFieldDefinition(number: 7, size: 1, baseType: .enumeration),  // intensity
+        ]
+        static let notesField = FITFieldDefinition(number: 8, size: UInt8(notesSize), baseType: .string)
+        static let secondaryFields = [
+            FITFieldDefinition(number: 19, size: 1, baseType: .enumeration),  // secondary_target_type
+            FITFieldDefinition(number: 20, size: 4, baseType: .uint32),  // secondary_target_value
+            FITFieldDefinition(number: 21, size: 4, baseType: .uint32),  // secondary_custom_..._low
+            FITFieldDefinition(number: 22, size: 4, baseType: .uint32),  // secondary_custom_..._high
+        ]
+
+        /// Bytes of a workout_step data message, its header included.
+        var stepRecordSize: Int {
+            1 + Int(Self.messageIndexField.size) + (stepNames ? stepNameSize : 0) + Self.stepFieldBytes
+                + (stepNotes ? notesSize : 0) + Self.secondaryFieldBytes
+        }
+
+        static let stepFieldBytes = stepFields.reduce(0) { $0 + Int($1.size) }
+        static let secondaryFieldBytes = secondaryFields.reduce(0) { $0 + Int($1.size) }
+
+        /// Bytes of the definition messages plus the data messages for `steps` workout steps.
+        func recordBytes(steps: Int) -> Int {
+            func sum(_ fields: [FITFieldDefinition]) -> Int { fields.reduce(0) { $0 + Int($1.size) } }
+            var workout = sum(Self.workoutFields)
+            var workoutCount = Self.workoutFields.count
+            if swim {
+                workout += sum(Self.poolFields)
+                workoutCount += Self.poolFields.count
+            }
+            if description {
+                workout += descriptionSize
+                workoutCount += 1
+            }
+            let stepCount =
+                1 + Self.stepFields.count + Self.secondaryFields.count + (stepNames ? 1 : 0) + (stepNotes ? 1 : 0)
+            let definitions = 3 * 6 + 3 * (Self.fileIDFields.count + workoutCount + stepCount)
+            return definitions + (1 + sum(Self.fileIDFields)) + (1 + workout) + steps * stepRecordSize
+        }
+    }
+
+    static func write(
+        _ workout: NormalizedWorkout, session: ExportSession, layout: Layout, into writer: inout FITWriter
+    ) {
+        // file_id
+        writer.definition(local: 0, global: fileIDMessage, fieldCount: Layout.fileIDFields.count)
+        for field in Layout.fileIDFields { writer.field(field) }
         writer.dataHeader(local: 0)
         writer.u8(UInt8(fileTypeWorkout))
         writer.u16(manufacturerDevelopment)
@@ -64,28 +141,21 @@ public enum FITWorkoutEncoder {
         writer.u32(UInt32(clamping: max(0, session.startUnixSeconds - fitEpochOffset)))
 
         // workout
-        var workoutFields = [
-            FITFieldDefinition(number: 4, size: 1, baseType: .enumeration),  // sport
-            FITFieldDefinition(number: 11, size: 1, baseType: .enumeration),  // sub_sport
-            FITFieldDefinition(number: 6, size: 2, baseType: .uint16),  // num_valid_steps
-            FITFieldDefinition(number: 8, size: UInt8(workoutNameSize), baseType: .string),  // wkt_name
-        ]
-        if workout.sport == .swim {
-            workoutFields.append(FITFieldDefinition(number: 14, size: 2, baseType: .uint16))
-            workoutFields.append(FITFieldDefinition(number: 15, size: 1, baseType: .enumeration))
+        let workoutFieldCount =
+            Layout.workoutFields.count + (layout.swim ? Layout.poolFields.count : 0) + (layout.description ? 1 : 0)
+        writer.definition(local: 1, global: workoutMessage, fieldCount: workoutFieldCount)
+        for field in Layout.workoutFields { writer.field(field) }
+        if layout.swim {
+            for field in Layout.poolFields { writer.field(field) }
         }
-        if session.description != nil {
-            workoutFields.append(
-                FITFieldDefinition(number: 17, size: UInt8(descriptionSize), baseType: .string))
-        }
-        writer.definition(local: 1, global: workoutMessage, fields: workoutFields)
+        if layout.description { writer.field(Layout.descriptionField) }
         writer.dataHeader(local: 1)
         let (sport, subSport) = sportValues(workout.sport)
         writer.u8(sport)
         writer.u8(subSport)
         writer.u16(UInt16(clamping: workout.treeStepCount))
         writer.string(session.title, size: workoutNameSize)
-        if workout.sport == .swim {
+        if layout.swim {
             writer.u16(2500)  // pool_length 25 m, scale 100
             writer.u8(0)  // pool_length_unit metric
         }
@@ -94,11 +164,17 @@ public enum FITWorkoutEncoder {
         }
 
         // workout_step
-        writer.definition(local: 2, global: workoutStepMessage, fields: stepFields)
+        let stepFieldCount =
+            1 + Layout.stepFields.count + Layout.secondaryFields.count + (layout.stepNames ? 1 : 0)
+            + (layout.stepNotes ? 1 : 0)
+        writer.definition(local: 2, global: workoutStepMessage, fieldCount: stepFieldCount)
+        writer.field(Layout.messageIndexField)
+        if layout.stepNames { writer.field(Layout.stepNameField) }
+        for field in Layout.stepFields { writer.field(field) }
+        if layout.stepNotes { writer.field(Layout.notesField) }
+        for field in Layout.secondaryFields { writer.field(field) }
         var index: UInt32 = 0
-        writeItems(
-            workout.tree, writer: &writer, index: &index, nameSize: stepNameSize, notesSize: notesSize)
-        return writer.finish()
+        writeItems(workout.tree, writer: &writer, index: &index, layout: layout)
     }
 
     /// FIT `sport` and `sub_sport` of a sport.
@@ -119,53 +195,24 @@ public enum FITWorkoutEncoder {
         return hash == 0 ? 1 : hash
     }
 
-    static func hasNonEmpty(_ items: [WorkoutItem], _ field: KeyPath<WorkoutStep, String?>) -> Bool {
-        for item in items {
-            switch item {
-            case .step(let step):
-                if let text = step[keyPath: field], !text.isEmpty { return true }
-            case .repeatBlock(let block):
-                if hasNonEmpty(block.items, field) { return true }
+    /// Whether any step of the tree has a non-empty name, and a non-empty note.
+    static func stepTexts(_ items: [WorkoutItem]) -> (names: Bool, notes: Bool) {
+        var names = false
+        var notes = false
+        func visit(_ items: [WorkoutItem]) {
+            for index in items.indices {
+                switch items[index] {
+                case .step(let step):
+                    if let name = step.name, !name.isEmpty { names = true }
+                    if let text = step.notes, !text.isEmpty { notes = true }
+                case .repeatBlock(let block):
+                    visit(block.items)
+                }
+                if names && notes { return }
             }
         }
-        return false
-    }
-
-    static func stepDefinition(nameSize: Int, notesSize: Int) -> [FITFieldDefinition] {
-        var fields = [FITFieldDefinition(number: 254, size: 2, baseType: .uint16)]  // message_index
-        if nameSize > 0 {
-            fields.append(FITFieldDefinition(number: 0, size: UInt8(nameSize), baseType: .string))
-        }
-        fields += [
-            FITFieldDefinition(number: 1, size: 1, baseType: .enumeration),  // duration_type
-            FITFieldDefinition(number: 2, size: 4, baseType: .uint32),  // duration_value
-            FITFieldDefinition(number: 3, size: 1, baseType: .enumeration),  // target_type
-            FITFieldDefinition(number: 4, size: 4, baseType: .uint32),  // target_value
-            FITFieldDefinition(number: 5, size: 4, baseType: .uint32),  // custom_target_value_low
-            FITFieldDefinition(number: 6, size: 4, baseType: .uint32),  // custom_target_value_high
-            FITFieldDefinition(number: 7, size: 1, baseType: .enumeration),  // intensity
-        ]
-        if notesSize > 0 {
-            fields.append(FITFieldDefinition(number: 8, size: UInt8(notesSize), baseType: .string))
-        }
-        fields += [
-            FITFieldDefinition(number: 19, size: 1, baseType: .enumeration),  // secondary_target_type
-            FITFieldDefinition(number: 20, size: 4, baseType: .uint32),  // secondary_target_value
-            FITFieldDefinition(number: 21, size: 4, baseType: .uint32),  // secondary_custom_..._low
-            FITFieldDefinition(number: 22, size: 4, baseType: .uint32),  // secondary_custom_..._high
-        ]
-        return fields
-    }
-
-    /// The values of a step message, in the order of ``stepDefinition(nameSize:notesSize:)``.
-    struct StepRecord {
-        var name = ""
-        var durationType: UInt32 = FITBaseType.enumeration.invalid
-        var durationValue: UInt32 = FITBaseType.uint32.invalid
-        var target = EncodedTarget.none
-        var intensity: UInt32 = FITBaseType.enumeration.invalid
-        var notes = ""
-        var secondary = EncodedTarget.none
+        visit(items)
+        return (names, notes)
     }
 
     /// `target_type`, `target_value`, `custom_target_value_low/high` of one target.
@@ -181,55 +228,68 @@ public enum FITWorkoutEncoder {
     }
 
     static func writeItems(
-        _ items: [WorkoutItem], writer: inout FITWriter, index: inout UInt32, nameSize: Int,
-        notesSize: Int
+        _ items: [WorkoutItem], writer: inout FITWriter, index: inout UInt32, layout: Layout
     ) {
-        for item in items {
-            var record = StepRecord()
-            switch item {
+        for position in items.indices {
+            switch items[position] {
             case .step(let step):
-                record.name = step.name ?? ""
-                record.notes = step.notes ?? ""
+                var durationType = durationOpen
+                var durationValue = FITBaseType.uint32.invalid
                 switch step.duration {
                 case .time(let seconds):
-                    record.durationType = durationTime
-                    record.durationValue = UInt32(clamping: Int64((seconds * 1000).rounded()))
+                    durationType = durationTime
+                    durationValue = UInt32(clamping: Int64((seconds * 1000).rounded()))
                 case .distance(let meters):
-                    record.durationType = durationDistance
-                    record.durationValue = UInt32(clamping: Int64((meters * 100).rounded()))
+                    durationType = durationDistance
+                    durationValue = UInt32(clamping: Int64((meters * 100).rounded()))
                 case .open:
-                    record.durationType = durationOpen
+                    break
                 }
-                record.target = encodeTarget(step.target ?? .open)
-                if let secondary = step.secondaryTarget, secondary != .open {
-                    record.secondary = encodeTarget(secondary)
+                var secondary = EncodedTarget.none
+                if let target = step.secondaryTarget, target != .open {
+                    secondary = encodeTarget(target)
                 }
-                record.intensity = intensity(step.kind)
+                writeStep(
+                    writer: &writer, index: index, layout: layout, name: step.name, durationType: durationType,
+                    durationValue: durationValue, target: encodeTarget(step.target ?? .open),
+                    intensity: intensity(step.kind), notes: step.notes, secondary: secondary)
             case .repeatBlock(let block):
                 let first = index
-                writeItems(
-                    block.items, writer: &writer, index: &index, nameSize: nameSize, notesSize: notesSize)
-                record.durationType = durationRepeatUntilStepsComplete
-                record.durationValue = first
-                record.target.value = UInt32(clamping: block.count)
+                writeItems(block.items, writer: &writer, index: &index, layout: layout)
+                var target = EncodedTarget.none
+                target.value = UInt32(clamping: block.count)
+                writeStep(
+                    writer: &writer, index: index, layout: layout, name: nil,
+                    durationType: durationRepeatUntilStepsComplete, durationValue: first, target: target,
+                    intensity: FITBaseType.enumeration.invalid, notes: nil, secondary: .none)
             }
-            writer.dataHeader(local: 2)
-            writer.u16(UInt16(truncatingIfNeeded: index))
-            if nameSize > 0 { writer.string(record.name, size: nameSize) }
-            writer.u8(UInt8(truncatingIfNeeded: record.durationType))
-            writer.u32(record.durationValue)
-            writer.u8(UInt8(truncatingIfNeeded: record.target.type))
-            writer.u32(record.target.value)
-            writer.u32(record.target.low)
-            writer.u32(record.target.high)
-            writer.u8(UInt8(truncatingIfNeeded: record.intensity))
-            if notesSize > 0 { writer.string(record.notes, size: notesSize) }
-            writer.u8(UInt8(truncatingIfNeeded: record.secondary.type))
-            writer.u32(record.secondary.value)
-            writer.u32(record.secondary.low)
-            writer.u32(record.secondary.high)
             index += 1
         }
+    }
+
+    /// One workout_step data message, its fields in the order of the step definition.
+    static func writeStep(
+        writer: inout FITWriter, index: UInt32, layout: Layout, name: String?, durationType: UInt32,
+        durationValue: UInt32, target: EncodedTarget, intensity: UInt32, notes: String?,
+        secondary: EncodedTarget
+    ) {
+        var record = writer.record(size: layout.stepRecordSize)
+        record.u8(2)  // data message header, local message 2
+        record.u16(UInt16(truncatingIfNeeded: index))
+        if layout.stepNames { record.string(name ?? "", size: stepNameSize) }
+        record.u8(UInt8(truncatingIfNeeded: durationType))
+        record.u32(durationValue)
+        record.u8(UInt8(truncatingIfNeeded: target.type))
+        record.u32(target.value)
+        record.u32(target.low)
+        record.u32(target.high)
+        record.u8(UInt8(truncatingIfNeeded: intensity))
+        if layout.stepNotes { record.string(notes ?? "", size: notesSize) }
+        record.u8(UInt8(truncatingIfNeeded: secondary.type))
+        record.u32(secondary.value)
+        record.u32(secondary.low)
+        record.u32(secondary.high)
+        record.finish()
     }
 
     /// FIT `intensity` of a step kind.

@@ -27,7 +27,7 @@ public enum GarminWorkoutEncoder {
     public static let maxProviderLength = 20
 
     /// Validates the session for Garmin and returns the body of
-    /// `POST /workoutportal/workout/v2` (and of the `PUT` that updates it).
+    /// `POST /workoutportal/workout/v2` (and of the `PUT` that updates it), parsed.
     public static func encode(
         _ session: ExportSession, options: GarminExportOptions = GarminExportOptions()
     ) throws(ValidationFailure) -> JSONValue {
@@ -35,42 +35,63 @@ public enum GarminWorkoutEncoder {
         return encode(workout, session: session, options: options)
     }
 
-    /// The body of an already validated and normalized workout.
+    /// The body of an already validated and normalized workout, parsed: ``body(_:session:options:)``
+    /// as a value, for tests and tools (the pusher sends the bytes).
     public static func encode(
         _ workout: NormalizedWorkout, session: ExportSession,
         options: GarminExportOptions = GarminExportOptions()
     ) -> JSONValue {
-        let sport = JSONValue.string(sportName(workout.sport))
-        var stepOrder = 0
-        let steps = encodeItems(workout.tree, order: &stepOrder)
-        let swim = workout.sport == .swim
+        let bytes = body(workout, session: session, options: options)
+        do {
+            return try JSONParser.parse(bytes)
+        } catch {
+            preconditionFailure("the Garmin body is not JSON: \(error)")
+        }
+    }
 
-        // Fresh objects with distinct keys: members are appended in document order.
-        var body = JSONObject(capacity: 10)
-        body.append(key: "workoutName", value: .string(truncated(session.title, to: maxWorkoutNameLength)))
+    /// The body of an already validated and normalized workout, as the compact JSON bytes
+    /// sent to Garmin: written straight into one buffer, members in a fixed order.
+    public static func body(
+        _ workout: NormalizedWorkout, session: ExportSession,
+        options: GarminExportOptions = GarminExportOptions()
+    ) -> [UInt8] {
+        let swim = workout.sport == .swim
+        let sport = sportLiteral(workout.sport)
+        // About 250 bytes per step; the writer grows if that is not enough.
+        var json = JSONByteWriter(
+            capacity: 512 + 256 * workout.treeStepCount + session.title.utf8.count
+                + (session.description?.utf8.count ?? 0))
+        json.beginObject()
+        json.member("workoutName", string: truncated(session.title, to: maxWorkoutNameLength))
         if let description = session.description {
-            body.append(key: "description", value: .string(truncated(description, to: maxDescriptionLength)))
+            json.member("description", string: truncated(description, to: maxDescriptionLength))
         }
-        body.append(key: "sport", value: sport)
-        body.append(key: "estimatedDurationInSecs", value: .int(Int64(workout.estimatedSeconds.rounded())))
+        json.member("sport", sport)
+        json.member("estimatedDurationInSecs", integer: Int(workout.estimatedSeconds.rounded()))
         if swim {
-            body.append(key: "poolLength", value: jsonNumber(options.poolLengthMeters))
-            body.append(key: "poolLengthUnit", value: "METER")
+            json.member("poolLength", number: options.poolLengthMeters)
+            json.member("poolLengthUnit", "METER")
         }
-        body.append(
-            key: "workoutProvider", value: .string(truncated(options.workoutProvider, to: maxProviderLength)))
-        body.append(
-            key: "workoutSourceId", value: .string(truncated(options.workoutSourceId, to: maxProviderLength)))
-        var segment = JSONObject(capacity: 5)
-        segment.append(key: "segmentOrder", value: 1)
-        segment.append(key: "sport", value: sport)
+        json.member("workoutProvider", string: truncated(options.workoutProvider, to: maxProviderLength))
+        json.member("workoutSourceId", string: truncated(options.workoutSourceId, to: maxProviderLength))
+        json.key("segments")
+        json.beginArray()
+        json.beginObject()
+        json.member("segmentOrder", integer: 1)
+        json.member("sport", sport)
         if swim {
-            segment.append(key: "poolLength", value: jsonNumber(options.poolLengthMeters))
-            segment.append(key: "poolLengthUnit", value: "METER")
+            json.member("poolLength", number: options.poolLengthMeters)
+            json.member("poolLengthUnit", "METER")
         }
-        segment.append(key: "steps", value: .array(steps))
-        body.append(key: "segments", value: .array([.object(segment)]))
-        return .object(body)
+        json.key("steps")
+        json.beginArray()
+        var stepOrder = 0
+        writeItems(workout.tree, order: &stepOrder, into: &json)
+        json.endArray()
+        json.endObject()
+        json.endArray()
+        json.endObject()
+        return json.finish()
     }
 
     /// RUN → RUNNING, BIKE → CYCLING, SWIM → LAP_SWIMMING.
@@ -82,53 +103,77 @@ public enum GarminWorkoutEncoder {
         }
     }
 
-    /// Steps in pre-order: a repeat takes its `stepOrder` before its children.
-    static func encodeItems(_ items: [WorkoutItem], order: inout Int) -> [JSONValue] {
-        var out: [JSONValue] = []
-        out.reserveCapacity(items.count)
-        for item in items {
-            order += 1
-            switch item {
-            case .step(let step):
-                out.append(.object(encodeStep(step, order: order)))
-            case .repeatBlock(let block):
-                var object = JSONObject(capacity: 5)
-                object.append(key: "type", value: "WorkoutRepeatStep")
-                object.append(key: "stepOrder", value: .int(Int64(order)))
-                object.append(key: "repeatType", value: "REPEAT_UNTIL_STEPS_CMPLT")
-                object.append(key: "repeatValue", value: .int(Int64(block.count)))
-                object.append(key: "steps", value: .array(encodeItems(block.items, order: &order)))
-                out.append(.object(object))
-            }
+    static func sportLiteral(_ sport: Sport) -> StaticString {
+        switch sport {
+        case .run: return "RUNNING"
+        case .bike: return "CYCLING"
+        case .swim: return "LAP_SWIMMING"
         }
-        return out
     }
 
-    static func encodeStep(_ step: WorkoutStep, order: Int) -> JSONObject {
-        // At most 7 members before the targets, 4 per target.
-        var object = JSONObject(capacity: 15)
-        object.append(key: "type", value: "WorkoutStep")
-        object.append(key: "stepOrder", value: .int(Int64(order)))
-        object.append(key: "intensity", value: .string(step.kind.rawValue))
-        if let description = stepDescription(step) {
-            object.append(key: "description", value: .string(truncated(description, to: maxStepDescriptionLength)))
+    static func intensityLiteral(_ kind: StepKind) -> StaticString {
+        switch kind {
+        case .warmup: return "WARMUP"
+        case .active: return "ACTIVE"
+        case .interval: return "INTERVAL"
+        case .recovery: return "RECOVERY"
+        case .rest: return "REST"
+        case .cooldown: return "COOLDOWN"
+        }
+    }
+
+    /// Steps in pre-order: a repeat takes its `stepOrder` before its children.
+    static func writeItems(_ items: [WorkoutItem], order: inout Int, into json: inout JSONByteWriter) {
+        for index in items.indices {
+            order += 1
+            switch items[index] {
+            case .step(let step):
+                writeStep(step, order: order, into: &json)
+            case .repeatBlock(let block):
+                json.beginObject()
+                json.member("type", "WorkoutRepeatStep")
+                json.member("stepOrder", integer: order)
+                json.member("repeatType", "REPEAT_UNTIL_STEPS_CMPLT")
+                json.member("repeatValue", integer: block.count)
+                json.key("steps")
+                json.beginArray()
+                writeItems(block.items, order: &order, into: &json)
+                json.endArray()
+                json.endObject()
+            }
+        }
+    }
+
+    static func writeStep(_ step: WorkoutStep, order: Int, into json: inout JSONByteWriter) {
+        json.beginObject()
+        json.member("type", "WorkoutStep")
+        json.member("stepOrder", integer: order)
+        json.member("intensity", intensityLiteral(step.kind))
+        if let name = step.name, let notes = step.notes,
+            name.utf8.count + 3 + notes.utf8.count <= maxStepDescriptionLength
+        {
+            // `name - notes` fits (never more characters than bytes): written without
+            // building the string.
+            json.member("description", string: name, " - ", notes)
+        } else if let description = stepDescription(step) {
+            json.member("description", string: truncated(description, to: maxStepDescriptionLength))
         }
         switch step.duration {
         case .time(let seconds):
-            object.append(key: "durationType", value: "TIME")
-            object.append(key: "durationValue", value: jsonNumber(seconds))
+            json.member("durationType", "TIME")
+            json.member("durationValue", number: seconds)
         case .distance(let meters):
-            object.append(key: "durationType", value: "DISTANCE")
-            object.append(key: "durationValue", value: jsonNumber(meters))
-            object.append(key: "durationValueType", value: "METER")
+            json.member("durationType", "DISTANCE")
+            json.member("durationValue", number: meters)
+            json.member("durationValueType", "METER")
         case .open:
-            object.append(key: "durationType", value: "OPEN")
+            json.member("durationType", "OPEN")
         }
-        addTarget(step.target ?? .open, keys: .primary, to: &object)
+        writeTarget(step.target ?? .open, keys: .primary, into: &json)
         if let secondary = step.secondaryTarget, secondary != .open {
-            addTarget(secondary, keys: .secondary, to: &object)
+            writeTarget(secondary, keys: .secondary, into: &json)
         }
-        return object
+        json.endObject()
     }
 
     /// `name`, `notes`, or `name - notes`.
@@ -141,55 +186,51 @@ public enum GarminWorkoutEncoder {
         }
     }
 
-    /// The member names of a target: `<prefix>Type`, `<prefix>Value`, ... (built once).
+    /// The member names of a target: `<prefix>Type`, `<prefix>Value`, ...
     struct TargetKeys {
-        let type: String
-        let value: String
-        let low: String
-        let high: String
-        let valueType: String
+        let type: StaticString
+        let value: StaticString
+        let low: StaticString
+        let high: StaticString
+        let valueType: StaticString
 
-        init(prefix: String) {
-            type = prefix + "Type"
-            value = prefix + "Value"
-            low = prefix + "ValueLow"
-            high = prefix + "ValueHigh"
-            valueType = prefix + "ValueType"
-        }
-
-        static let primary = TargetKeys(prefix: "target")
-        static let secondary = TargetKeys(prefix: "secondaryTarget")
+        static let primary = TargetKeys(
+            type: "targetType", value: "targetValue", low: "targetValueLow", high: "targetValueHigh",
+            valueType: "targetValueType")
+        static let secondary = TargetKeys(
+            type: "secondaryTargetType", value: "secondaryTargetValue", low: "secondaryTargetValueLow",
+            high: "secondaryTargetValueHigh", valueType: "secondaryTargetValueType")
     }
 
     /// Writes `<prefix>Type` and `<prefix>Value` / `<prefix>ValueLow|High` / `<prefix>ValueType`;
     /// bpm, watts and rpm are rounded to whole numbers.
-    static func addTarget(_ target: WorkoutTarget, keys: TargetKeys, to object: inout JSONObject) {
-        func range(_ type: JSONValue, _ low: Double, _ high: Double) {
-            object.append(key: keys.type, value: type)
-            object.append(key: keys.low, value: jsonNumber(low))
-            object.append(key: keys.high, value: jsonNumber(high))
+    static func writeTarget(_ target: WorkoutTarget, keys: TargetKeys, into json: inout JSONByteWriter) {
+        func range(_ type: StaticString, _ low: Double, _ high: Double) {
+            json.member(keys.type, type)
+            json.member(keys.low, number: low)
+            json.member(keys.high, number: high)
         }
         switch target {
         case .heartRate(let low, let high):
             range("HEART_RATE", low.rounded(), high.rounded())
         case .heartRateZone(let zone):
-            object.append(key: keys.type, value: "HEART_RATE")
-            object.append(key: keys.value, value: .int(Int64(zone)))
+            json.member(keys.type, "HEART_RATE")
+            json.member(keys.value, integer: zone)
         case .power(let low, let high):
             range("POWER", low.rounded(), high.rounded())
         case .powerZone(let zone):
-            object.append(key: keys.type, value: "POWER")
-            object.append(key: keys.value, value: .int(Int64(zone)))
+            json.member(keys.type, "POWER")
+            json.member(keys.value, integer: zone)
         case .powerPercentFTP(let low, let high):
             range("POWER", low, high)
-            object.append(key: keys.valueType, value: "PERCENT")
+            json.member(keys.valueType, "PERCENT")
         case .pacePerKm, .pacePer100m:
             let speed = WorkoutConversions.speedRange(target) ?? (0, 0)
             range("PACE", speed.low, speed.high)
         case .cadence(let low, let high):
             range("CADENCE", low.rounded(), high.rounded())
         case .open:
-            object.append(key: keys.type, value: "OPEN")
+            json.member(keys.type, "OPEN")
         }
     }
 }

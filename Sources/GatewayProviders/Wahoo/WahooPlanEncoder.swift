@@ -3,31 +3,58 @@ import GatewayCore
 /// Builds the Wahoo Cloud API plan (plan.json) and the form fields of `POST /v1/plans` and
 /// `POST /v1/workouts` (SPEC §4).
 public enum WahooPlanEncoder {
-    /// Validates the session for Wahoo and returns plan.json.
+    /// Validates the session for Wahoo and returns plan.json, parsed.
     public static func plan(_ session: ExportSession) throws(ValidationFailure) -> JSONValue {
         let workout = try session.prepare(for: .wahoo)
         return plan(workout, session: session)
     }
 
-    /// plan.json of an already validated and normalized workout.
+    /// plan.json of an already validated and normalized workout, parsed: ``planJSON(_:session:)``
+    /// as a value, for tests and tools (the pusher sends the bytes).
     public static func plan(_ workout: NormalizedWorkout, session: ExportSession) -> JSONValue {
-        // Fresh objects with distinct keys: members are appended in document order.
-        var header = JSONObject(capacity: 7)
-        header.append(key: "name", value: .string(session.title))
-        header.append(key: "version", value: "1.0.0")
-        header.append(key: "description", value: .string(session.description ?? session.title))
-        header.append(key: "workout_type_family", value: .int(Int64(workoutTypeID(workout.sport))))
-        header.append(key: "workout_type_location", value: .int(workout.sport == .bike ? 0 : 1))
+        let bytes = planJSON(workout, session: session)
+        do {
+            return try JSONParser.parse(bytes)
+        } catch {
+            preconditionFailure("plan.json is not JSON: \(error)")
+        }
+    }
+
+    /// plan.json of an already validated and normalized workout, as compact JSON bytes.
+    public static func planJSON(_ workout: NormalizedWorkout, session: ExportSession) -> [UInt8] {
+        var json = writer(workout, session: session)
+        writePlan(workout, session: session, into: &json)
+        return json.finish()
+    }
+
+    /// A writer with room for the plan of `workout` (it grows if that is not enough).
+    static func writer(_ workout: NormalizedWorkout, session: ExportSession) -> JSONByteWriter {
+        JSONByteWriter(
+            capacity: 512 + 160 * workout.treeStepCount + 2 * session.title.utf8.count
+                + (session.description?.utf8.count ?? 0))
+    }
+
+    static func writePlan(_ workout: NormalizedWorkout, session: ExportSession, into json: inout JSONByteWriter) {
+        json.beginObject()
+        json.key("header")
+        json.beginObject()
+        json.member("name", string: session.title)
+        json.member("version", "1.0.0")
+        json.member("description", string: session.description ?? session.title)
+        json.member("workout_type_family", integer: workoutTypeID(workout.sport))
+        json.member("workout_type_location", integer: workout.sport == .bike ? 0 : 1)
         if let ftp = session.athlete?.ftpWatts {
-            header.append(key: "ftp", value: jsonNumber(ftp.rounded()))
+            json.member("ftp", number: ftp.rounded())
         }
         if let thresholdHr = session.athlete?.thresholdHr {
-            header.append(key: "threshold_hr", value: jsonNumber(thresholdHr.rounded()))
+            json.member("threshold_hr", number: thresholdHr.rounded())
         }
-        var plan = JSONObject(capacity: 2)
-        plan.append(key: "header", value: .object(header))
-        plan.append(key: "intervals", value: .array(intervals(workout.tree, athlete: session.athlete)))
-        return .object(plan)
+        json.endObject()
+        json.key("intervals")
+        json.beginArray()
+        writeIntervals(workout.tree, athlete: session.athlete, into: &json)
+        json.endArray()
+        json.endObject()
     }
 
     /// The form of `POST /v1/plans` (and `PUT /v1/plans/{id}`), in this order:
@@ -36,33 +63,49 @@ public enum WahooPlanEncoder {
     public static func planFormFields(
         _ session: ExportSession, providerUpdatedAt: String
     ) throws(ValidationFailure) -> [(String, String)] {
-        let plan = try plan(session)
-        return planFormFields(plan: plan, session: session, providerUpdatedAt: providerUpdatedAt)
+        let workout = try session.prepare(for: .wahoo)
+        return planFormFields(workout, session: session, providerUpdatedAt: providerUpdatedAt)
     }
 
+    /// The plan form of an already validated and normalized workout: plan.json is written
+    /// and base64-encoded into the data URL without an intermediate array.
     public static func planFormFields(
-        plan: JSONValue, session: ExportSession, providerUpdatedAt: String
+        _ workout: NormalizedWorkout, session: ExportSession, providerUpdatedAt: String
+    ) -> [(String, String)] {
+        var json = writer(workout, session: session)
+        writePlan(workout, session: session, into: &json)
+        let url = json.withBytes { dataURL($0) }
+        return planFormFields(dataURL: url, session: session, providerUpdatedAt: providerUpdatedAt)
+    }
+
+    /// The plan form around plan.json given as bytes.
+    public static func planFormFields(
+        planJSON: [UInt8], session: ExportSession, providerUpdatedAt: String
+    ) -> [(String, String)] {
+        let url = planJSON.withUnsafeBufferPointer { dataURL($0) }
+        return planFormFields(dataURL: url, session: session, providerUpdatedAt: providerUpdatedAt)
+    }
+
+    static func planFormFields(
+        dataURL: String, session: ExportSession, providerUpdatedAt: String
     ) -> [(String, String)] {
         [
-            ("plan[file]", dataURL(plan)),
+            ("plan[file]", dataURL),
             ("plan[filename]", "plan.json"),
             ("plan[external_id]", session.id),
             ("plan[provider_updated_at]", providerUpdatedAt),
         ]
     }
 
-    /// `data:application/json;base64,<plan.json>`.
-    public static func dataURL(_ plan: JSONValue) -> String {
-        let json = plan.serializedBytes
+    /// `data:application/json;base64,<json>`.
+    public static func dataURL(_ json: UnsafeBufferPointer<UInt8>) -> String {
         let prefix: StaticString = "data:application/json;base64,"
         let count = prefix.utf8CodeUnitCount + Base64.encodedCount(json.count)
         // The prefix and the base64 of plan.json written straight into the string.
         return String(unsafeUninitializedCapacity: count) { buffer in
             guard let start = buffer.baseAddress else { return 0 }
             start.update(from: prefix.utf8Start, count: prefix.utf8CodeUnitCount)
-            let end = json.withUnsafeBufferPointer {
-                Base64.encode($0, into: start + prefix.utf8CodeUnitCount)
-            }
+            let end = Base64.encode(json, into: start + prefix.utf8CodeUnitCount)
             return end - start
         }
     }
@@ -100,7 +143,7 @@ public enum WahooPlanEncoder {
         sport == .run ? 1 : 0
     }
 
-    static func intensityType(_ kind: StepKind) -> String {
+    static func intensityType(_ kind: StepKind) -> StaticString {
         switch kind {
         case .warmup: return "wu"
         case .active, .interval: return "active"
@@ -110,7 +153,7 @@ public enum WahooPlanEncoder {
         }
     }
 
-    static func defaultName(_ kind: StepKind) -> String {
+    static func defaultName(_ kind: StepKind) -> StaticString {
         switch kind {
         case .warmup: return "Warm up"
         case .active: return "Active"
@@ -121,81 +164,87 @@ public enum WahooPlanEncoder {
         }
     }
 
-    static func intervals(_ items: [WorkoutItem], athlete: AthleteThresholds?) -> [JSONValue] {
-        var out: [JSONValue] = []
-        out.reserveCapacity(items.count)
-        for item in items {
-            // Fresh objects with distinct keys: members are appended in document order.
-            var interval = JSONObject(capacity: 5)
-            switch item {
+    static func writeIntervals(
+        _ items: [WorkoutItem], athlete: AthleteThresholds?, into json: inout JSONByteWriter
+    ) {
+        for index in items.indices {
+            json.beginObject()
+            switch items[index] {
             case .step(let step):
-                interval.append(key: "name", value: .string(step.name ?? defaultName(step.kind)))
+                json.key("name")
+                if let name = step.name {
+                    json.string(name)
+                } else {
+                    json.plainString(defaultName(step.kind))
+                }
                 switch step.duration {
                 case .time(let seconds):
-                    interval.append(key: "exit_trigger_type", value: "time")
-                    interval.append(key: "exit_trigger_value", value: jsonNumber(seconds))
+                    json.member("exit_trigger_type", "time")
+                    json.member("exit_trigger_value", number: seconds)
                 case .distance(let meters):
-                    interval.append(key: "exit_trigger_type", value: "distance")
-                    interval.append(key: "exit_trigger_value", value: jsonNumber(meters))
+                    json.member("exit_trigger_type", "distance")
+                    json.member("exit_trigger_value", number: meters)
                 case .open:
                     // Rejected by the validator; never reached for a validated workout.
-                    interval.append(key: "exit_trigger_type", value: "time")
-                    interval.append(key: "exit_trigger_value", value: 0)
+                    json.member("exit_trigger_type", "time")
+                    json.member("exit_trigger_value", integer: 0)
                 }
-                interval.append(key: "intensity_type", value: .string(intensityType(step.kind)))
-                let primary = step.target.flatMap { encodeTarget($0, athlete: athlete) }
-                let secondary = step.secondaryTarget.flatMap { encodeTarget($0, athlete: athlete) }
-                var targets: [JSONValue] = []
-                if primary != nil || secondary != nil {
-                    targets.reserveCapacity(2)
-                    if let primary { targets.append(primary) }
-                    if let secondary { targets.append(secondary) }
-                }
-                interval.append(key: "targets", value: .array(targets))
+                json.member("intensity_type", intensityType(step.kind))
+                json.key("targets")
+                json.beginArray()
+                if let target = step.target { writeTarget(target, athlete: athlete, into: &json) }
+                if let target = step.secondaryTarget { writeTarget(target, athlete: athlete, into: &json) }
+                json.endArray()
             case .repeatBlock(let block):
-                interval.append(key: "name", value: .string(String(block.count) + "x"))
-                interval.append(key: "exit_trigger_type", value: "repeat")
-                interval.append(key: "exit_trigger_value", value: .int(Int64(block.count - 1)))
-                interval.append(key: "intensity_type", value: "active")
-                interval.append(key: "intervals", value: .array(intervals(block.items, athlete: athlete)))
+                json.member("name", string: String(block.count) + "x")
+                json.member("exit_trigger_type", "repeat")
+                json.member("exit_trigger_value", integer: block.count - 1)
+                json.member("intensity_type", "active")
+                json.key("intervals")
+                json.beginArray()
+                writeIntervals(block.items, athlete: athlete, into: &json)
+                json.endArray()
             }
-            out.append(.object(interval))
+            json.endObject()
         }
-        return out
     }
 
-    /// One entry of `targets`, or nil for an OPEN target; bpm, watts and rpm are whole numbers.
-    static func encodeTarget(_ target: WorkoutTarget, athlete: AthleteThresholds?) -> JSONValue? {
-        func range(_ type: String, _ low: Double, _ high: Double) -> JSONValue {
-            .object(
-                JSONObject([("type", .string(type)), ("low", jsonNumber(low)), ("high", jsonNumber(high))]))
+    /// One entry of `targets`, nothing for an OPEN target (or a zone without the athlete's
+    /// threshold); bpm, watts and rpm are whole numbers.
+    static func writeTarget(_ target: WorkoutTarget, athlete: AthleteThresholds?, into json: inout JSONByteWriter) {
+        func range(_ type: StaticString, _ low: Double, _ high: Double) {
+            json.beginObject()
+            json.member("type", type)
+            json.member("low", number: low)
+            json.member("high", number: high)
+            json.endObject()
         }
         switch target {
         case .heartRate(let low, let high):
-            return range("hr", low.rounded(), high.rounded())
+            range("hr", low.rounded(), high.rounded())
         case .heartRateZone(let zone):
             guard let maxHr = athlete?.maxHr,
                 let bpm = WorkoutConversions.heartRateZoneBpm(zone: zone, maxHr: maxHr)
-            else { return nil }
-            return range("hr", bpm.low, bpm.high)
+            else { return }
+            range("hr", bpm.low, bpm.high)
         case .power(let low, let high):
-            return range("watts", low.rounded(), high.rounded())
+            range("watts", low.rounded(), high.rounded())
         case .powerZone(let zone):
             guard let ftp = athlete?.ftpWatts,
                 let watts = WorkoutConversions.powerZoneWatts(zone: zone, ftpWatts: ftp)
-            else { return nil }
-            return range("watts", watts.low, watts.high)
+            else { return }
+            range("watts", watts.low, watts.high)
         case .powerPercentFTP(let low, let high):
-            return range(
+            range(
                 "ftp", WorkoutConversions.ftpFraction(percent: low),
                 WorkoutConversions.ftpFraction(percent: high))
         case .pacePerKm, .pacePer100m:
-            guard let speed = WorkoutConversions.speedRange(target) else { return nil }
-            return range("speed", speed.low, speed.high)
+            guard let speed = WorkoutConversions.speedRange(target) else { return }
+            range("speed", speed.low, speed.high)
         case .cadence(let low, let high):
-            return range("rpm", low.rounded(), high.rounded())
+            range("rpm", low.rounded(), high.rounded())
         case .open:
-            return nil
+            return
         }
     }
 }
