@@ -65,7 +65,10 @@ extension ConfigKey {
                 "external base URL; redirect_uri = {public_url}/v1/oauth/{provider}/callback"),
             key("server", "max_body_bytes", .int, .int(1_048_576), "largest accepted request body (413 above)"),
             key("server", "max_header_bytes", .int, .int(16384), "largest request head (request line + headers)"),
-            key("server", "io_timeout_s", .int, .int(10), "seconds a client may take to send a request"),
+            key("server", "io_timeout_s", .int, .int(10), "seconds a connection may stay silent"),
+            key(
+                "server", "request_timeout_s", .int, .int(60),
+                "seconds a connection has for each whole request (slow trickling clients are cut off)"),
             key("server", "max_connections", .int, .int(4096), "open connections at most; accept pauses above"),
             key("storage", "path", .string, .string("var/gatewayd.sqlite"), "SQLite database file"),
             key(

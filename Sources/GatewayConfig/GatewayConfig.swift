@@ -32,6 +32,7 @@ public struct GatewayConfig: Sendable, Equatable {
     public var maxBodyBytes: Int
     public var maxHeaderBytes: Int
     public var ioTimeoutSeconds: Int
+    public var requestTimeoutSeconds: Int
     public var maxConnections: Int
     public var storagePath: String
     public var webhookSecrets: [String]
@@ -221,6 +222,7 @@ public struct GatewayConfig: Sendable, Equatable {
         maxBodyBytes = try int("server.max_body_bytes", min: 1024, max: 256 * 1024 * 1024)
         maxHeaderBytes = try int("server.max_header_bytes", min: 1024, max: 1024 * 1024)
         ioTimeoutSeconds = try int("server.io_timeout_s", min: 1, max: 3600)
+        requestTimeoutSeconds = try int("server.request_timeout_s", min: 1, max: 3600)
         maxConnections = try int("server.max_connections", min: 1, max: 1_000_000)
         storagePath = string("storage.path")
         guard !storagePath.isEmpty else { throw ConfigError(key: "storage.path", reason: "must not be empty") }

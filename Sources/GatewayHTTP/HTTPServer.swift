@@ -9,8 +9,13 @@ public enum HTTPMethod: String, Sendable {
 
 /// Limits that keep one client from holding the server (SPEC §7, issue 2 robustness).
 public struct HTTPServerLimits: Sendable {
-    /// Seconds a connection may take to send a request or receive a response.
+    /// Seconds a connection may stay silent while sending a request or receiving a
+    /// response (libevent's timeout, which restarts at every byte).
     public var ioTimeoutSeconds: Int32 = 10
+    /// Seconds a connection has to deliver a whole request, counted from when it
+    /// connected or from its previous request: a client that trickles bytes slowly
+    /// enough to dodge `ioTimeoutSeconds` is cut off here.
+    public var requestTimeoutSeconds: Int = 60
     /// Largest request head (request line + headers).
     public var maxHeaderBytes: Int = 16 * 1024
     /// Hard cap where libevent itself refuses the body (413, plain body, connection closed).
@@ -178,6 +183,13 @@ public final class HTTPServer {
     /// and a counter, on the loop thread.
     private let requestIDPrefix = String(UInt32.random(in: 0x1000_0000...UInt32.max), radix: 16)
     private var requestCount: UInt64 = 0
+    /// Every open connection and when its current request's time started (accept, or
+    /// the previous request). Loop thread only.
+    private var requestClocks: [OpaquePointer: UInt64] = [:]
+    /// Bufferevents made for connections accepted in this loop iteration, adopted
+    /// (clock started, close callback set) right after evhttp finished setting them up.
+    private var newBufferevents: [OpaquePointer] = []
+    private var sweepTimer: LoopTimer?
 
     /// `handler` runs on the loop thread for every request.
     public init(loop: EventLoop, limits: HTTPServerLimits, logger: Logger, handler: @escaping (HTTPRequest) -> Void) {
@@ -196,6 +208,13 @@ public final class HTTPServer {
         // These reach the handler, which answers 405 with Allow where a method does not apply;
         // CONNECT and methods libevent does not know get libevent's 501.
         evhttp_set_allowed_methods(http, UInt16(methods))
+        // The bufferevent evhttp would make itself, made here so every connection is seen
+        // at accept: its request clock starts then (see `sweep`).
+        evhttp_set_bevcb(
+            http,
+            { base, context in
+                Unmanaged<HTTPServer>.fromOpaque(context!).takeUnretainedValue().newConnection(base: base)
+            }, Unmanaged.passUnretained(self).toOpaque())
         evhttp_set_gencb(
             http,
             { request, context in
@@ -205,6 +224,7 @@ public final class HTTPServer {
     }
 
     deinit {
+        sweepTimer?.cancel()
         evhttp_free(http)
     }
 
@@ -242,7 +262,61 @@ public final class HTTPServer {
 
     public var openConnections: Int { connections.count }
 
+    private func newConnection(base: OpaquePointer?) -> OpaquePointer? {
+        guard let bev = bufferevent_socket_new(base, -1, Int32(BEV_OPT_CLOSE_ON_FREE.rawValue)) else { return nil }
+        newBufferevents.append(bev)
+        if newBufferevents.count == 1 {
+            // Runs in this loop iteration, after the accept callback and before any I/O
+            // on the new connections is polled: they are all still alive then.
+            loop.executeUnchecked { [weak self] in self?.adoptNewConnections() }
+        }
+        if sweepTimer == nil {
+            sweepTimer = loop.schedule(after: 1, repeating: true) { [weak self] in self?.sweep() }
+        }
+        return bev
+    }
+
+    /// evhttp made each new bufferevent's callback argument its connection.
+    private func adoptNewConnections() {
+        let now = DispatchTime.now().uptimeNanoseconds
+        for bev in newBufferevents {
+            var argument: UnsafeMutableRawPointer?
+            bufferevent_getcb(bev, nil, nil, nil, &argument)
+            guard let argument else { continue }
+            let connection = OpaquePointer(argument)
+            requestClocks[connection] = now
+            setCloseCallback(connection)
+        }
+        newBufferevents.removeAll(keepingCapacity: true)
+    }
+
+    /// Once a second: a connection whose request has taken longer than
+    /// `requestTimeoutSeconds` is shut down. evhttp then reads the end of the stream
+    /// and frees it as if the client had left (a request being answered is detached
+    /// by libevent and freed when answered).
+    private func sweep() {
+        let now = DispatchTime.now().uptimeNanoseconds
+        let limit = UInt64(limits.requestTimeoutSeconds) * 1_000_000_000
+        var cut = 0
+        for (connection, started) in requestClocks where started != .max && now &- started > limit {
+            if let bev = evhttp_connection_get_bufferevent(connection) {
+                let fd = bufferevent_getfd(bev)
+                if fd >= 0 { shutdown(fd, Int32(SHUT_RDWR)) }
+            }
+            requestClocks[connection] = .max  // cut once; forgotten when it closes
+            cut += 1
+        }
+        if cut > 0 {
+            logger.warning(
+                "connections cut: no complete request within request_timeout_s",
+                metadata: ["count": "\(cut)", "request_timeout_s": "\(limits.requestTimeoutSeconds)"])
+        }
+    }
+
     private func handle(_ raw: OpaquePointer) {
+        if let connection = evhttp_request_get_connection(raw), requestClocks[connection] != nil {
+            requestClocks[connection] = DispatchTime.now().uptimeNanoseconds
+        }
         track(evhttp_request_get_connection(raw))
         requestCount &+= 1
         handler(HTTPRequest(raw: raw, id: "\(requestIDPrefix)-\(requestCount)"))
@@ -253,12 +327,7 @@ public final class HTTPServer {
     private func track(_ connection: OpaquePointer?) {
         guard let connection, !connections.contains(connection) else { return }
         connections.insert(connection)
-        evhttp_connection_set_closecb(
-            connection,
-            { connection, context in
-                guard let connection else { return }
-                Unmanaged<HTTPServer>.fromOpaque(context!).takeUnretainedValue().closed(connection)
-            }, Unmanaged.passUnretained(self).toOpaque())
+        setCloseCallback(connection)
         if connections.count >= limits.maxConnections, !listenerPaused, let bound,
             let listener = evhttp_bound_socket_get_listener(bound)
         {
@@ -268,7 +337,17 @@ public final class HTTPServer {
         }
     }
 
+    private func setCloseCallback(_ connection: OpaquePointer) {
+        evhttp_connection_set_closecb(
+            connection,
+            { connection, context in
+                guard let connection else { return }
+                Unmanaged<HTTPServer>.fromOpaque(context!).takeUnretainedValue().closed(connection)
+            }, Unmanaged.passUnretained(self).toOpaque())
+    }
+
     private func closed(_ connection: OpaquePointer) {
+        requestClocks[connection] = nil
         connections.remove(connection)
         logger.debug("connection closed", metadata: ["open": "\(connections.count)"])
         if listenerPaused, connections.count < limits.maxConnections, let bound,

@@ -125,6 +125,7 @@ struct Serve: ParsableCommand {
 
         var limits = HTTPServerLimits()
         limits.ioTimeoutSeconds = Int32(config.ioTimeoutSeconds)
+        limits.requestTimeoutSeconds = config.requestTimeoutSeconds
         limits.maxHeaderBytes = config.maxHeaderBytes
         limits.hardMaxBodyBytes = config.maxBodyBytes * 4
         limits.maxConnections = config.maxConnections

@@ -1,10 +1,8 @@
 """Hostile clients (issue 6): each attack is bounded by a limit from the config, and
 the daemon keeps answering /healthz quickly while it goes on.
 
-Attacks: thousands of idle connections, oversized heads, pipelined garbage. Slow
-headers and slow bodies that stall are cut by io_timeout_s (test_limits.py); a client
-that keeps trickling a byte at a time is not yet bounded (libevent 2.1 restarts its
-timeout at every byte; see docs/OPERATIONS.md). A `Prober` thread measures /healthz on fresh
+Attacks: thousands of idle connections, slow headers and slow bodies that keep
+trickling (slowloris), oversized heads, pipelined garbage. A `Prober` thread measures /healthz on fresh
 connections during each attack; the tests assert on its worst answer time.
 """
 
@@ -21,6 +19,7 @@ import pytest
 from conftest import WEBHOOK_PATH, created, uid
 
 IO_TIMEOUT_S = 2
+REQUEST_TIMEOUT_S = 4
 MAX_HEADER_BYTES = 4096
 HEALTHZ_BUDGET_S = 2.0
 
@@ -43,6 +42,7 @@ def target(daemon_factory):
         extra={
             "server": {
                 "io_timeout_s": IO_TIMEOUT_S,
+                "request_timeout_s": REQUEST_TIMEOUT_S,
                 "max_header_bytes": MAX_HEADER_BYTES,
             }
         },
@@ -129,6 +129,61 @@ def test_thousands_of_idle_connections(target):
     finally:
         for s in idle:
             s.close()
+
+
+def slow_senders(port: int, count: int, head: bytes, trickle: bytes) -> tuple[list[socket.socket], threading.Event]:
+    """`count` connections that send `head`, then one byte of `trickle` every 200 ms."""
+    sockets = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(count)]
+    for s in sockets:
+        s.sendall(head)
+    stop = threading.Event()
+
+    def drip() -> None:
+        i = 0
+        while not stop.is_set() and i < len(trickle):
+            for s in sockets:
+                try:
+                    s.send(trickle[i : i + 1])
+                except OSError:
+                    pass
+            i += 1
+            stop.wait(0.2)
+
+    threading.Thread(target=drip, daemon=True).start()
+    return sockets, stop
+
+
+@pytest.mark.parametrize(
+    "kind,head,trickle",
+    [
+        ("slow headers", b"POST " + WEBHOOK_PATH.encode() + b" HTTP/1.1\r\nHost: x\r\n", b"X-Slow: " + b"a" * 200),
+        (
+            "slow body",
+            b"POST " + WEBHOOK_PATH.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 5000\r\n\r\n",
+            b'{"type":' + b" " * 400,
+        ),
+    ],
+)
+def test_slowloris_is_cut_off_by_the_request_timeout(target, kind, head, trickle):
+    # A byte every 200 ms (for 40 s if allowed) never lets io_timeout_s expire, since
+    # libevent restarts it at every byte: only server.request_timeout_s bounds these.
+    count = 200
+    limit = REQUEST_TIMEOUT_S + 4
+    with Prober(target.port) as prober:
+        started = time.monotonic()
+        sockets, stop = slow_senders(target.port, count, head, trickle)
+        try:
+            closed = closed_within(sockets, limit)
+            elapsed = time.monotonic() - started
+        finally:
+            stop.set()
+            for s in sockets:
+                s.close()
+    assert closed == count, f"{kind}: {count - closed} connections still open after {limit} s"
+    assert elapsed >= REQUEST_TIMEOUT_S - 0.5, f"{kind}: all cut after {elapsed:.1f}s, before the request timeout"
+    prober.assert_responsive()
+    assert "no complete request within request_timeout_s" in target.log_path.read_text()
 
 
 def test_oversized_heads_are_refused_and_closed(target):
