@@ -76,6 +76,15 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
+        // Fuzz targets (docs/TESTING.md): `swift build` links a main that replays files;
+        // scripts/fuzz builds them with libFuzzer + ASan (`-sanitize=fuzzer,address -D FUZZING`).
+        .systemLibrary(name: "CLibFuzzer"),
+        .target(name: "FuzzSupport", dependencies: ["CLibFuzzer"], swiftSettings: strict),
+        .executableTarget(
+            name: "FuzzWebhook", dependencies: ["FuzzSupport", "GatewayCore", "GatewayCrypto"], swiftSettings: strict),
+        .executableTarget(
+            name: "FuzzWorkout", dependencies: ["FuzzSupport", "GatewayCore", "GatewayProviders"],
+            swiftSettings: strict),
         .testTarget(name: "GatewayCoreTests", dependencies: ["GatewayCore"], swiftSettings: strict),
         .testTarget(
             name: "GatewayProvidersTests", dependencies: ["GatewayProviders", "GatewayCore"],

@@ -23,6 +23,8 @@ public final class Database {
     let handle: OpaquePointer
     public let path: String
     private var statements: [String: Statement] = [:]
+    /// The callback registered with ``onWALCommit(_:)``: SQLite holds only a pointer to it.
+    private var walHook: WALHookBox?
 
     public init(path: String, readOnly: Bool = false) throws(SQLiteError) {
         var db: OpaquePointer?
@@ -114,13 +116,17 @@ public final class Database {
 
     /// Registers a callback run after each commit with the number of pages in the WAL.
     public func onWALCommit(_ callback: @escaping (Int) -> Void) {
-        let box = Unmanaged.passRetained(WALHookBox(callback))
+        // Owned by this connection (released after the handle is closed in deinit), not
+        // retained for SQLite: a retained box was never released, so every closed writer
+        // leaked it and everything its callback captures.
+        let box = WALHookBox(callback)
+        walHook = box
         sqlite3_wal_hook(
             handle,
             { context, _, _, pages in
                 Unmanaged<WALHookBox>.fromOpaque(context!).takeUnretainedValue().callback(Int(pages))
                 return SQLITE_OK
-            }, box.toOpaque())
+            }, Unmanaged.passUnretained(box).toOpaque())
     }
 }
 
