@@ -22,3 +22,27 @@ private let invalidUTF8Body: [UInt8] =
         try invalidUTF8Body.withUnsafeBufferPointer { (body) throws(PlanEventError) in try PlanEvent.decode(body) }
     }
 }
+
+/// A duplicate key inside the workout (below the depth ingest builds) is refused at
+/// ingest exactly as the full parse refuses it, so a 202 never leads to a push that
+/// cannot read its own event.
+@Test(arguments: [
+    (#"{"a":1,"b":{"c":[{"d":1,"d":2}]}}"#, 24, "d"),
+    (#"{"a":{"b":{"K":1,"\u004b":2}}}"#, 17, "K"),
+    (#"{"a":{"b":{"K":1,"\u212A":2}}}"#, 17, "\u{212A}"),
+])
+func duplicateKeysAreRefusedAtAnyDepth(document: String, offset: Int, key: String) throws {
+    let bytes = Array(document.utf8)
+    for depth in [0, 1, 2, 3, Int.max] {
+        let error = #expect(throws: JSONParseError.self) {
+            try bytes.withUnsafeBufferPointer { try JSONParser.parse(buffer: $0, materializeDepth: depth) }
+        }
+        #expect(error?.reason == "duplicate key \"\(key)\"", "depth \(depth)")
+        #expect(error?.offset == offset, "depth \(depth)")
+    }
+    // Different keys that only look alike are not duplicates.
+    let distinct = Array(#"{"a":{"b":{"k":1,"K":2,"kk":3,"\u006b\u006b\u006b":4}}}"#.utf8)
+    for depth in [0, 1, 2, Int.max] {
+        _ = try distinct.withUnsafeBufferPointer { try JSONParser.parse(buffer: $0, materializeDepth: depth) }
+    }
+}

@@ -27,7 +27,8 @@ public enum JSONParser {
     /// `materializeDepth` (the root container is depth 1) are validated but not built:
     /// they appear as empty containers of their type. Ingest reads only the envelope,
     /// and building the workout's tree there would be wasted work on the hot path.
-    /// Duplicate keys are detected only in built objects.
+    /// Duplicate keys are refused in skipped objects too, with the same error, so a
+    /// document is accepted or refused the same way at any `materializeDepth`.
     public static func parse(buffer: UnsafeBufferPointer<UInt8>, materializeDepth: Int = .max)
         throws(JSONParseError) -> JSONValue
     {
@@ -46,6 +47,9 @@ private struct Reader {
     let bytes: UnsafeBufferPointer<UInt8>
     let materializeDepth: Int
     var index = 0
+    /// Keys (content ranges, quotes excluded) of the skipped objects being read, innermost
+    /// last: each skipped object compares a new key with its own keys only.
+    var skippedKeys: [Range<Int>] = []
 
     init(bytes: UnsafeBufferPointer<UInt8>, materializeDepth: Int) {
         self.bytes = bytes
@@ -358,6 +362,8 @@ private struct Reader {
     /// number rules and depth limit as the building parser.
     mutating func skipContainer(depth: Int) throws(JSONParseError) {
         let isObject = bytes[index] == UInt8(ascii: "{")
+        let keysBase = skippedKeys.count
+        defer { skippedKeys.removeSubrange(keysBase...) }
         let close = isObject ? UInt8(ascii: "}") : UInt8(ascii: "]")
         index += 1
         skipWhitespace()
@@ -370,7 +376,18 @@ private struct Reader {
             if isObject {
                 guard !atEnd else { throw error("unexpected end of input") }
                 guard bytes[index] == UInt8(ascii: "\"") else { throw error("expected a string key") }
+                let keyStart = index
                 try skipString()
+                let key = (keyStart + 1)..<(index - 1)
+                var earlier = keysBase
+                while earlier < skippedKeys.count {
+                    if try sameKey(skippedKeys[earlier], key) {
+                        index = keyStart
+                        throw JSONParseError(offset: keyStart, reason: "duplicate key \"\(try parseString())\"")
+                    }
+                    earlier += 1
+                }
+                skippedKeys.append(key)
                 skipWhitespace()
                 guard !atEnd, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':'") }
                 index += 1
@@ -403,6 +420,31 @@ private struct Reader {
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): _ = try parseNumber()
         default: throw error("unexpected character")
         }
+    }
+
+    /// Whether two already validated key strings are the same key, as the building parser
+    /// decides it (String equality of the decoded keys). Plain ASCII keys compare by bytes.
+    mutating func sameKey(_ a: Range<Int>, _ b: Range<Int>) throws(JSONParseError) -> Bool {
+        func plain(_ range: Range<Int>) -> Bool {
+            for i in range where bytes[i] == UInt8(ascii: "\\") || bytes[i] >= 0x80 { return false }
+            return true
+        }
+        let aPlain = plain(a)
+        let bPlain = plain(b)
+        if aPlain && bPlain {
+            guard a.count == b.count else { return false }
+            for offset in 0..<a.count where bytes[a.lowerBound + offset] != bytes[b.lowerBound + offset] {
+                return false
+            }
+            return true
+        }
+        let saved = index
+        defer { index = saved }
+        index = a.lowerBound - 1
+        let first = try parseString()
+        index = b.lowerBound - 1
+        let second = try parseString()
+        return first == second
     }
 
     /// A string validated (escapes, control characters, UTF-8) but not built.
