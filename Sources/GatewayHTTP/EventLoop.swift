@@ -120,6 +120,9 @@ public final class EventLoop: @unchecked Sendable {
             }, Unmanaged.passUnretained(box).toOpaque())
         box.repeating = repeating
         var tv = timeval(tv_sec: Int(seconds), tv_usec: Int((seconds - Double(Int(seconds))) * 1_000_000))
+        // libevent times a new timer from the time it cached when this loop iteration
+        // began; refresh it, or a timer set late in a busy iteration fires that much early.
+        event_base_update_cache_time(base)
         event_add(box.event, &tv)
         timers[ObjectIdentifier(box)] = box
         return LoopTimer(box: box)
