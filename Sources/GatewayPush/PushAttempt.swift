@@ -124,8 +124,10 @@ public final class PushAttempt: @unchecked Sendable {
         let target = Self.choose(connections)
 
         // Something sits at another provider than the target (the primary changed, or the
-        // session is gone): take it off that device first.
-        if let old = session.remoteProvider, !session.remote.isEmpty, removal || old != target {
+        // session is gone): take it off that device first. `remoteProvider` without ids
+        // means a create may have gone out there with its answer lost: the pusher's
+        // removal looks for it (Wahoo by the session id).
+        if let old = session.remoteProvider, removal || old != target {
             if connections.contains(where: { $0.provider == old }), let pusher = pushers[old] {
                 do {
                     try pusher.remove(
@@ -136,8 +138,13 @@ public final class PushAttempt: @unchecked Sendable {
                 } catch {
                     return classify(error, session: session)
                 }
+            } else if target == nil {
+                // No provider is connected: keep what sits at `old`. When the athlete
+                // reconnects (the NOT_CONNECTED session is queued again), the workout is
+                // updated in place or removed there, never copied a second time.
+                return .notConnected
             } else {
-                // That provider is disconnected: the gateway can no longer reach it.
+                // The athlete moved on to another provider: the old one can no longer be reached.
                 try checkpoint(sessionID, nil, RemoteWorkout())
             }
         }
@@ -168,6 +175,10 @@ public final class PushAttempt: @unchecked Sendable {
             try db.statement("UPDATE sessions SET attempts = ? WHERE id = ? AND revision = ?").run([
                 .int(attemptNumber), .text(sessionID), .int(session.revision),
             ])
+            // The pusher may create something now; if its answer is lost before the first
+            // checkpoint, this marker still sends a later removal to the provider.
+            try db.statement("UPDATE sessions SET remote_provider = ?2 WHERE id = ?1 AND remote_provider IS NULL").run(
+                [.text(sessionID), .text(target.rawValue)])
         }
         let existing = session.remoteProvider == target ? session.remote : RemoteWorkout()
         do {
