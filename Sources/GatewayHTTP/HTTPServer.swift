@@ -314,20 +314,23 @@ public final class HTTPServer {
     }
 
     private func handle(_ raw: OpaquePointer) {
-        if let connection = evhttp_request_get_connection(raw), requestClocks[connection] != nil {
-            requestClocks[connection] = DispatchTime.now().uptimeNanoseconds
-        }
-        track(evhttp_request_get_connection(raw))
         requestCount &+= 1
-        handler(HTTPRequest(raw: raw, id: "\(requestIDPrefix)-\(requestCount)"))
+        let request = HTTPRequest(raw: raw, id: "\(requestIDPrefix)-\(requestCount)")
+        if let connection = evhttp_request_get_connection(raw) {
+            // The request is complete: the connection's next request is timed from now.
+            let adopted = requestClocks.index(forKey: connection)
+            if let adopted { requestClocks.values[adopted] = request.startNanos }
+            track(connection, hasCloseCallback: adopted != nil)
+        }
+        handler(request)
     }
 
     /// Counts connections (seen at their first request) and pauses the listener at
     /// the cap. A connection that never sends a request is closed by the I/O timeout.
-    private func track(_ connection: OpaquePointer?) {
-        guard let connection, !connections.contains(connection) else { return }
+    private func track(_ connection: OpaquePointer, hasCloseCallback: Bool) {
+        guard !connections.contains(connection) else { return }
         connections.insert(connection)
-        setCloseCallback(connection)
+        if !hasCloseCallback { setCloseCallback(connection) }
         if connections.count >= limits.maxConnections, !listenerPaused, let bound,
             let listener = evhttp_bound_socket_get_listener(bound)
         {
