@@ -2,7 +2,7 @@
 // does before any I/O — JSON decode, workout decode, normalize + validate per
 // provider, Garmin JSON, Wahoo plan + forms, FIT file. Run by `scripts/bench exporters`.
 //
-// usage: ExporterBench [iterations] [rounds]
+// usage: ExporterBench [iterations] [rounds] [all|exporters|decode]
 import GatewayCore
 import GatewayProviders
 
@@ -64,6 +64,7 @@ func nanos() -> UInt64 {
 let arguments = CommandLine.arguments
 let iterations = arguments.count > 1 ? Int(arguments[1]) ?? 2000 : 2000
 let rounds = arguments.count > 2 ? Int(arguments[2]) ?? 7 : 7
+let which = arguments.count > 3 ? arguments[3] : "all"
 let json = Array(sessionJSON().utf8)
 
 // Sanity: the session has 50 steps once expanded, and every encoder accepts it.
@@ -78,20 +79,50 @@ do {
 }
 
 var out = Output()
-for _ in 0..<min(200, iterations) { runOnce(json, &out) }  // warm-up
-var perIteration: [Double] = []
-for _ in 0..<rounds {
-    let start = nanos()
-    for _ in 0..<iterations { runOnce(json, &out) }
-    perIteration.append(Double(nanos() - start) / Double(iterations) / 1000)
+if which != "decode" {
+    for _ in 0..<min(200, iterations) { runOnce(json, &out) }  // warm-up
+    var perIteration: [Double] = []
+    for _ in 0..<rounds {
+        let start = nanos()
+        for _ in 0..<iterations { runOnce(json, &out) }
+        perIteration.append(Double(nanos() - start) / Double(iterations) / 1000)
+    }
+    perIteration.sort()
+    let median = perIteration[perIteration.count / 2]
+    print(
+        "exporters: median \(String(format2(median))) µs per workout (min \(format2(perIteration.first!)), "
+            + "max \(format2(perIteration.last!))) over \(rounds) rounds of \(iterations); checksum \(out.bytes % 997)")
 }
-perIteration.sort()
-let median = perIteration[perIteration.count / 2]
-print(
-    "exporters: median \(String(format2(median))) µs per workout (min \(format2(perIteration.first!)), "
-        + "max \(format2(perIteration.last!))) over \(rounds) rounds of \(iterations); checksum \(out.bytes % 997)")
 
 func format2(_ x: Double) -> String {
     let scaled = (x * 100).rounded() / 100
     return String(scaled)
+}
+
+// Ingest decode (issue 2): what the event loop does with a webhook body before it is
+// handed to the writer — the envelope and session fields decoded, the rest validated.
+let envelope = Array(
+    (#"{"type":"session.updated","timestamp":"2026-11-25T08:00:00.000Z","data":{"session":"#
+        + sessionJSON() + "}}").utf8)
+@inline(never)
+func decodeOnce(_ body: [UInt8], _ out: inout Output) {
+    body.withUnsafeBufferPointer { buffer in
+        guard case .sessionUpsert(let session) = try? PlanEvent.decode(buffer) else {
+            fatalError("bench envelope invalid")
+        }
+        out.bytes &+= session.id.utf8.count
+    }
+}
+if which != "exporters" {
+    for _ in 0..<min(200, iterations) { decodeOnce(envelope, &out) }
+    var decodeTimes: [Double] = []
+    for _ in 0..<rounds {
+        let start = nanos()
+        for _ in 0..<iterations { decodeOnce(envelope, &out) }
+        decodeTimes.append(Double(nanos() - start) / Double(iterations) / 1000)
+    }
+    decodeTimes.sort()
+    print(
+        "ingest decode: median \(format2(decodeTimes[decodeTimes.count / 2])) µs per \(envelope.count)-byte webhook "
+            + "(min \(format2(decodeTimes.first!)), max \(format2(decodeTimes.last!)))")
 }

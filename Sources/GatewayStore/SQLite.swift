@@ -26,11 +26,13 @@ public final class Database {
     /// The callback registered with ``onWALCommit(_:)``: SQLite holds only a pointer to it.
     private var walHook: WALHookBox?
 
-    public init(path: String, readOnly: Bool = false) throws(SQLiteError) {
+    /// `coalescingWrites`: open through ``CoalescingVFS`` (for the writer and the
+    /// checkpointer, which run with `synchronous` NORMAL or FULL).
+    public init(path: String, readOnly: Bool = false, coalescingWrites: Bool = false) throws(SQLiteError) {
         var db: OpaquePointer?
         let flags =
             (readOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) | SQLITE_OPEN_NOMUTEX
-        let rc = sqlite3_open_v2(path, &db, flags, nil)
+        let rc = sqlite3_open_v2(path, &db, flags, coalescingWrites ? CoalescingVFS.registeredName() : nil)
         guard rc == SQLITE_OK, let db else {
             let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
             sqlite3_close_v2(db)

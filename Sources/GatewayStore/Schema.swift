@@ -140,8 +140,8 @@ public enum Schema {
 extension Database {
     /// Opens the database the way every gateway connection uses it: WAL, FULL sync
     /// (a 2xx means the fsync happened), no automatic checkpoints in the commit path.
-    public static func openForWriting(path: String) throws -> Database {
-        let db = try Database(path: path)
+    public static func openForWriting(path: String, coalescingWrites: Bool = false) throws -> Database {
+        let db = try Database(path: path, coalescingWrites: coalescingWrites)
         // 1 KiB pages: most rows are small and keyed by random ids, so each event
         // dirties a few random B-tree pages; smaller pages mean fewer WAL bytes per
         // event (measured: 11.5 KiB vs 25.7 KiB at 4 KiB pages). Only takes effect

@@ -81,7 +81,7 @@ public final class StoreWriter: @unchecked Sendable {
     init(path: String, logger: Logger, flush: @escaping @Sendable (Int32) -> Int32) throws {
         self.path = path
         self.logger = logger
-        let db = try Database.openForWriting(path: path)
+        let db = try Database.openForWriting(path: path, coalescingWrites: true)
         try Schema.migrate(db, now: WallClock.nowMillis())
         // Commits write the WAL without syncing; the syncer makes them durable before
         // any completion runs. A first write guarantees the WAL file exists to be opened.
@@ -455,7 +455,7 @@ final class Checkpointer: @unchecked Sendable {
 
     init(path: String, logger: Logger) throws {
         self.logger = logger
-        let db = try Database(path: path)
+        let db = try Database(path: path, coalescingWrites: true)
         // Reading the journal mode opens the WAL for this connection.
         try db.execute("PRAGMA journal_mode=WAL;")
         let box = UncheckedBox(db)

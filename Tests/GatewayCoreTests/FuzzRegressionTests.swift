@@ -30,6 +30,13 @@ private let invalidUTF8Body: [UInt8] =
     (#"{"a":1,"b":{"c":[{"d":1,"d":2}]}}"#, 24, "d"),
     (#"{"a":{"b":{"K":1,"\u004b":2}}}"#, 17, "K"),
     (#"{"a":{"b":{"K":1,"\u212A":2}}}"#, 17, "\u{212A}"),
+    // Longer than a ShortKey, plain non-ASCII against an escape, and a near miss first.
+    (
+        #"{"a":{"b":{"a_rather_long_key_of_thirty_bytes":1,"x":2,"a_rather_long_key_of_thirty_bytes":3}}}"#, 55,
+        "a_rather_long_key_of_thirty_bytes"
+    ),
+    (#"{"a":{"b":{"café":1,"cafe\u0301":2}}}"#, 21, "café"),
+    (#"{"a":{"b":{"steps_twelve":1,"steps_twelvf":2,"steps_twelve":3}}}"#, 45, "steps_twelve"),
 ])
 func duplicateKeysAreRefusedAtAnyDepth(document: String, offset: Int, key: String) throws {
     let bytes = Array(document.utf8)

@@ -49,7 +49,15 @@ private struct Reader {
     var index = 0
     /// Keys (content ranges, quotes excluded) of the skipped objects being read, innermost
     /// last: each skipped object compares a new key with its own keys only.
-    var skippedKeys: [Range<Int>] = []
+    var skippedKeys: [SkippedKey] = []
+
+    /// A key of a skipped object: where its content is, and its ``ShortKey`` when it is
+    /// short ASCII without escapes (``ShortKey/long`` otherwise). Two such keys are the
+    /// same key exactly when their ShortKeys are equal; the others are compared decoded.
+    struct SkippedKey {
+        var range: Range<Int>
+        var short: ShortKey
+    }
 
     init(bytes: UnsafeBufferPointer<UInt8>, materializeDepth: Int) {
         self.bytes = bytes
@@ -363,7 +371,7 @@ private struct Reader {
     mutating func skipContainer(depth: Int) throws(JSONParseError) {
         let isObject = bytes[index] == UInt8(ascii: "{")
         let keysBase = skippedKeys.count
-        defer { skippedKeys.removeSubrange(keysBase...) }
+        defer { if skippedKeys.count > keysBase { skippedKeys.removeLast(skippedKeys.count - keysBase) } }
         let close = isObject ? UInt8(ascii: "}") : UInt8(ascii: "]")
         index += 1
         skipWhitespace()
@@ -377,17 +385,23 @@ private struct Reader {
                 guard !atEnd else { throw error("unexpected end of input") }
                 guard bytes[index] == UInt8(ascii: "\"") else { throw error("expected a string key") }
                 let keyStart = index
-                try skipString()
+                let plain = try skipString()
                 let key = (keyStart + 1)..<(index - 1)
+                let short =
+                    plain && key.count <= ShortKey.maxCount ? shortKey(key.lowerBound, key.upperBound) : ShortKey.long
                 var earlier = keysBase
                 while earlier < skippedKeys.count {
-                    if try sameKey(skippedKeys[earlier], key) {
+                    let other = skippedKeys[earlier]
+                    let same =
+                        short.count >= 0 && other.short.count >= 0
+                        ? short == other.short : try sameKey(other.range, key)
+                    if same {
                         index = keyStart
                         throw JSONParseError(offset: keyStart, reason: "duplicate key \"\(try parseString())\"")
                     }
                     earlier += 1
                 }
-                skippedKeys.append(key)
+                skippedKeys.append(SkippedKey(range: key, short: short))
                 skipWhitespace()
                 guard !atEnd, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':'") }
                 index += 1
@@ -447,11 +461,29 @@ private struct Reader {
         return first == second
     }
 
-    /// A string validated (escapes, control characters, UTF-8) but not built.
-    mutating func skipString() throws(JSONParseError) {
+    /// A string validated (escapes, control characters, UTF-8) but not built; true when it
+    /// is plain ASCII without escapes.
+    @discardableResult
+    mutating func skipString() throws(JSONParseError) -> Bool {
         let start = index
-        index += 1
-        var runStart = index
+        let scanned = try scanString()
+        guard scanned.escaped else {
+            if !scanned.ascii {
+                guard UTF8Check.isValid(UnsafeBufferPointer(rebasing: bytes[scanned.start..<scanned.end])) else {
+                    // The string's first byte, as when the string is built (not its quote).
+                    throw JSONParseError(offset: start + 1, reason: "invalid UTF-8 in string")
+                }
+            }
+            return scanned.ascii
+        }
+        try skipEscapedString(start: start)
+        return false
+    }
+
+    /// The rest of a skipped string that has escapes: `start` is its opening quote, `index`
+    /// its first `\` (the bytes before it are not yet UTF-8 checked).
+    mutating func skipEscapedString(start: Int) throws(JSONParseError) {
+        var runStart = start + 1
         while index < bytes.count {
             let byte = bytes[index]
             if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") {
