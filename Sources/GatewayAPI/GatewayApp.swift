@@ -121,17 +121,30 @@ public final class GatewayApp: @unchecked Sendable {
         _ request: HTTPRequest, _ route: Route, _ status: Int, _ body: String,
         contentType: String = "application/json", extraHeaders: [(String, String)] = []
     ) {
-        respond(request, route, status, Array(body.utf8), contentType: contentType, extraHeaders: extraHeaders)
+        var body = body
+        body.withUTF8 { utf8 in
+            respond(
+                request, route, status, UnsafeRawBufferPointer(utf8), contentType: contentType,
+                extraHeaders: extraHeaders)
+        }
     }
 
     func respond(
         _ request: HTTPRequest, _ route: Route, _ status: Int, _ body: [UInt8],
         contentType: String = "application/json", extraHeaders: [(String, String)] = []
     ) {
+        body.withUnsafeBytes { raw in
+            respond(request, route, status, raw, contentType: contentType, extraHeaders: extraHeaders)
+        }
+    }
+
+    func respond(
+        _ request: HTTPRequest, _ route: Route, _ status: Int, _ body: UnsafeRawBufferPointer,
+        contentType: String, extraHeaders: [(String, String)]
+    ) {
         guard !request.hasResponded else { return }
         request.respond(
-            status: status, headers: [("Content-Type", contentType), ("X-Request-Id", request.id)] + extraHeaders,
-            body: body)
+            status: status, contentType: contentType, withRequestID: true, headers: extraHeaders, body: body)
         let elapsed = DispatchTime.now().uptimeNanoseconds &- request.startNanos
         metrics.request(method: request.method.rawValue, route: route.template, status: status, nanoseconds: elapsed)
     }
@@ -154,12 +167,13 @@ public final class GatewayApp: @unchecked Sendable {
         guard length <= config.maxBodyBytes else {
             return reject(413, "body_too_large", "body is \(length) bytes; the limit is \(config.maxBodyBytes)")
         }
-        guard Self.isJSON(request.header("Content-Type")) else {
+        let headers = request.headers(["content-type", "webhook-id", "webhook-timestamp", "webhook-signature"])
+        guard Self.isJSON(headers[0]) else {
             return reject(415, "unsupported_media_type", "Content-Type must be application/json")
         }
-        let id = request.header("webhook-id")
-        let timestamp = request.header("webhook-timestamp")
-        let signature = request.header("webhook-signature")
+        let id = headers[1]
+        let timestamp = headers[2]
+        let signature = headers[3]
         let now = WallClock.nowSeconds()
         let decoded: Result<(PlanEvent, [UInt8]), PlanEventError>? = request.withBody {
             body -> Result<(PlanEvent, [UInt8]), PlanEventError>? in

@@ -7,6 +7,7 @@ public final class GatewayMetrics {
     public let registry: PrometheusCollectorRegistry
     private var webhookCounters: [String: CoreMetrics.Counter] = [:]
     private var durationTimers: [TimerKey: CoreMetrics.Timer] = [:]
+    private var lastTimer: (key: TimerKey, timer: CoreMetrics.Timer)?
 
     private struct TimerKey: Hashable {
         let method: String
@@ -32,7 +33,13 @@ public final class GatewayMetrics {
     /// `gatewayd_http_request_duration_seconds{method,route,status}`.
     public func request(method: String, route: String, status: Int, nanoseconds: UInt64) {
         let key = TimerKey(method: method, route: route, status: status)
+        // Answers come in runs of the same kind (webhook 202s): the last one is kept at hand.
+        if let last = lastTimer, last.key == key {
+            last.timer.recordNanoseconds(Int64(nanoseconds))
+            return
+        }
         let timer: CoreMetrics.Timer
+        defer { lastTimer = (key, timer) }
         if let cached = durationTimers[key] {
             timer = cached
         } else {

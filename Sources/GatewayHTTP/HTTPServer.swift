@@ -40,10 +40,12 @@ public final class HTTPRequest: @unchecked Sendable {
     /// random prefix and a counter (`3f9a1c2b-17`).
     public let id: String
     private var responded = false
+    private let date: HTTPDateCache?
 
-    init(raw: OpaquePointer, id: String) {
+    init(raw: OpaquePointer, id: String, date: HTTPDateCache? = nil) {
         self.raw = raw
         self.id = id
+        self.date = date
         startNanos = DispatchTime.now().uptimeNanoseconds
         switch evhttp_request_get_command(raw) {
         case EVHTTP_REQ_GET: method = .get
@@ -69,6 +71,38 @@ public final class HTTPRequest: @unchecked Sendable {
         guard let headers = evhttp_request_get_input_headers(raw), let value = evhttp_find_header(headers, name)
         else { return nil }
         return String(cString: value)
+    }
+
+    /// The values of several headers (names in lowercase ASCII), in one pass over the
+    /// request's headers instead of one search each; the first occurrence wins, as with
+    /// ``header(_:)``.
+    public func headers<let count: Int>(_ names: [count of StaticString]) -> [count of String?] {
+        var values = [count of String?](repeating: nil)
+        guard let headers = evhttp_request_get_input_headers(raw) else { return values }
+        var entry = headers.pointee.tqh_first
+        while let current = entry {
+            entry = current.pointee.next.tqe_next
+            guard let key = current.pointee.key, let value = current.pointee.value else { continue }
+            let length = strlen(key)
+            for index in 0..<count where values[index] == nil {
+                let name = names[index]
+                guard name.utf8CodeUnitCount == length else { continue }
+                var same = true
+                for offset in 0..<length {
+                    var byte = UInt8(bitPattern: key[offset])
+                    if byte >= 0x41 && byte <= 0x5A { byte |= 0x20 }
+                    if byte != name.utf8Start[offset] {
+                        same = false
+                        break
+                    }
+                }
+                if same {
+                    values[index] = String(cString: value)
+                    break
+                }
+            }
+        }
+        return values
     }
 
     /// Number of body bytes received.
@@ -111,20 +145,34 @@ public final class HTTPRequest: @unchecked Sendable {
 
     /// Sends the response. A second call is ignored.
     public func respond(status: Int, headers: [(String, String)] = [], body: [UInt8]) {
+        body.withUnsafeBytes { respond(status: status, contentType: nil, headers: headers, body: $0) }
+    }
+
+    /// Sends the response with a `Content-Type` (when given), `X-Request-Id` (when
+    /// `withRequestID`), then `headers`, and the server's cached `Date`. A second call is
+    /// ignored.
+    public func respond(
+        status: Int, contentType: String?, withRequestID: Bool = false, headers: [(String, String)] = [],
+        body: UnsafeRawBufferPointer
+    ) {
         guard !responded else { return }
         responded = true
         if let output = evhttp_request_get_output_headers(raw) {
+            if let contentType { evhttp_add_header(output, "Content-Type", contentType) }
+            if withRequestID { evhttp_add_header(output, "X-Request-Id", id) }
             for (name, value) in headers { evhttp_add_header(output, name, value) }
+            // libevent formats a Date header for every answer (gmtime and strftime); the
+            // server keeps one per second instead.
+            if let date { evhttp_add_header(output, "Date", date.current()) }
             // libevent 2.1 reads no body of a TRACE request: bytes sent anyway would be parsed as
             // the next request on this connection. It is closed after the answer instead.
             if method == .trace { evhttp_add_header(output, "Connection", "close") }
         }
-        let buffer = evbuffer_new()
-        body.withUnsafeBytes { raw in
-            if raw.count > 0 { evbuffer_add(buffer, raw.baseAddress, raw.count) }
+        // Straight into the request's own output buffer: no temporary evbuffer.
+        if body.count > 0, let output = evhttp_request_get_output_buffer(raw) {
+            evbuffer_add(output, body.baseAddress, body.count)
         }
-        evhttp_send_reply(raw, Int32(status), Self.reason(status), buffer)
-        evbuffer_free(buffer)
+        evhttp_send_reply(raw, Int32(status), Self.reason(status), nil)
     }
 
     public func respond(status: Int, headers: [(String, String)] = [], body: String) {
@@ -190,6 +238,7 @@ public final class HTTPServer {
     /// (clock started, close callback set) right after evhttp finished setting them up.
     private var newBufferevents: [OpaquePointer] = []
     private var sweepTimer: LoopTimer?
+    private let dateCache = HTTPDateCache()
 
     /// `handler` runs on the loop thread for every request.
     public init(loop: EventLoop, limits: HTTPServerLimits, logger: Logger, handler: @escaping (HTTPRequest) -> Void) {
@@ -315,7 +364,7 @@ public final class HTTPServer {
 
     private func handle(_ raw: OpaquePointer) {
         requestCount &+= 1
-        let request = HTTPRequest(raw: raw, id: "\(requestIDPrefix)-\(requestCount)")
+        let request = HTTPRequest(raw: raw, id: "\(requestIDPrefix)-\(requestCount)", date: dateCache)
         if let connection = evhttp_request_get_connection(raw) {
             // The request is complete: the connection's next request is timed from now.
             let adopted = requestClocks.index(forKey: connection)
@@ -359,6 +408,29 @@ public final class HTTPServer {
             evconnlistener_enable(listener)
             listenerPaused = false
         }
+    }
+}
+
+/// The `Date` header value (RFC 9110 IMF-fixdate), formatted once per second. Loop thread only.
+final class HTTPDateCache: @unchecked Sendable {
+    private var second: time_t = -1
+    private var text = ""
+
+    func current() -> String {
+        let now = time(nil)
+        if now != second {
+            second = now
+            var parts = tm()
+            var seconds = now
+            gmtime_r(&seconds, &parts)
+            let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
+            let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+            func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : "\(n)" }
+            text =
+                "\(days[Int(parts.tm_wday)]), \(two(parts.tm_mday)) \(months[Int(parts.tm_mon)]) \(parts.tm_year + 1900) "
+                + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)) GMT"
+        }
+        return text
     }
 }
 

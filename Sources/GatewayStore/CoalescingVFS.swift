@@ -17,10 +17,10 @@ import Synchronization
 /// - the main database file (written by checkpoints, pages in ascending order) is
 ///   flushed by `xSync`, which every checkpoint calls before it records its progress
 ///   (this VFS is only for connections with `synchronous` NORMAL or FULL);
-/// - any other call on a file (read, size, truncate, sync, lock, close, ...) and any
-///   shared-memory lock or barrier on its database first flush every buffer of that
-///   database's files, so nothing SQLite or another connection can observe depends on
-///   bytes still in memory.
+/// - any other call on a file (read, size, truncate, sync, lock, close, ...) first
+///   flushes that file, and any shared-memory lock or barrier on its database flushes
+///   every file of the database (on every connection of this VFS), so nothing SQLite
+///   or another connection can observe depends on bytes still in memory.
 ///
 /// Everything else is the default VFS's: locking, shared memory and file formats are
 /// unchanged, so connections on this VFS and on the default one share a database.
@@ -212,7 +212,7 @@ private enum FileSlot {
 }
 
 /// The files of one database (main file and WAL, on every connection of this VFS):
-/// an access to one of them first flushes them all.
+/// a shared-memory lock or barrier flushes them all.
 private final class FileGroup: @unchecked Sendable {
     private static let registryLock = NSLock()
     nonisolated(unsafe) private static var registry: [String: FileGroup] = [:]
@@ -243,7 +243,7 @@ private final class FileGroup: @unchecked Sendable {
         }
     }
 
-    /// Flushes every file of the group except `skip`. A file whose flush fails gets the
+    /// Flushes every file of the group. A file whose flush fails gets the
     /// error at its own connection's next call (see ``CoalescedFile/pendingError``).
     ///
     /// `inBarrier`: SQLite is publishing a commit in the WAL index. The writer's WAL
@@ -251,9 +251,9 @@ private final class FileGroup: @unchecked Sendable {
     /// still failed now, readers would be shown frames that are not in the file, so the
     /// process stops instead, before the commit is acknowledged. On restart SQLite
     /// rebuilds the index from the frames actually in the file.
-    func flushAll(except skip: CoalescedFile? = nil, inBarrier: Bool) {
+    func flushAll(inBarrier: Bool) {
         let members = lock.withLock { files }
-        for file in members where file !== skip {
+        for file in members {
             let rc = file.flushForOther()
             if rc != SQLITE_OK, inBarrier, file.kind == .wal {
                 fatalError("SQLite WAL write failed (code \(rc)) while a commit was being published")
@@ -326,10 +326,12 @@ private final class CoalescedFile: @unchecked Sendable {
         return SQLITE_OK
     }
 
-    /// Before any other call on this file: the other files of its database are flushed
-    /// (their errors go to them), then this one (its error, or an earlier one, to the caller).
+    /// Before any other call on this file: its own bytes are written (its error, or an
+    /// earlier one, goes to the caller). The other files of the database keep theirs: what
+    /// one connection reads from a file never depends on bytes pending for another file
+    /// (a checkpoint reads WAL frames between the database pages it writes), and other
+    /// connections only look after a shared-memory lock or barrier, which flush them all.
     func prepareAccess() -> Int32 {
-        group?.flushAll(except: self, inBarrier: false)
         guard kind != .passThrough else { return SQLITE_OK }
         lock.lock()
         defer { lock.unlock() }

@@ -92,6 +92,7 @@ final class IngestStatements {
         case .unknown:
             return try insertEvent(record, outcome: .ignored) ? .ignored : .duplicate
         case .athleteDeleted(let athleteID):
+            forgetAthlete()
             guard try insertEvent(record, outcome: .applied) else { return .duplicate }
             // Sessions and their pending pushes go now; the job revokes the athlete's
             // provider connections. The tombstone keeps late session events out.
@@ -165,14 +166,41 @@ final class IngestStatements {
             hasExternalWorkout: !statement.isNull(3))
     }
 
+    /// The last athlete looked up in this transaction and what was found: a burst of
+    /// webhooks is usually one athlete's plan. Valid only inside one transaction, and
+    /// only until something else is written in it (``forgetAthlete()``).
+    private var athleteMemo: (id: String, deleted: Bool?, connected: Bool?)?
+
+    /// Called at the start of every transaction and after any write other than an
+    /// ingest of a session event (connections, athlete deletions, ...).
+    func forgetAthlete() { athleteMemo = nil }
+
     private func connected(_ athleteID: String) throws -> Bool {
+        if let memo = athleteMemo, memo.id == athleteID, let known = memo.connected { return known }
+        let value = try lookUpConnected(athleteID)
+        if athleteMemo?.id == athleteID {
+            athleteMemo?.connected = value
+        } else {
+            athleteMemo = (athleteID, nil, value)
+        }
+        return value
+    }
+
+    private func athleteDeleted(_ athleteID: String) throws -> Bool {
+        if let memo = athleteMemo, memo.id == athleteID, let known = memo.deleted { return known }
+        let value = try lookUpAthleteDeleted(athleteID)
+        if athleteMemo?.id == athleteID { athleteMemo?.deleted = value } else { athleteMemo = (athleteID, value, nil) }
+        return value
+    }
+
+    private func lookUpConnected(_ athleteID: String) throws -> Bool {
         let statement = selectConnected
         defer { statement.reset() }
         try statement.bind(.text(athleteID), at: 1)
         return try statement.step()
     }
 
-    private func athleteDeleted(_ athleteID: String) throws -> Bool {
+    private func lookUpAthleteDeleted(_ athleteID: String) throws -> Bool {
         let statement = selectDeletedAthlete
         defer { statement.reset() }
         try statement.bind(.text(athleteID), at: 1)

@@ -190,6 +190,7 @@ public final class StoreWriter: @unchecked Sendable {
         var afterCommit: [@Sendable () -> Void] = []
         do {
             try db.transaction {
+                statements.forgetAthlete()
                 for operation in batch {
                     switch operation {
                     case .ingest(let record, _):
@@ -200,6 +201,7 @@ public final class StoreWriter: @unchecked Sendable {
                         ])
                         results.append(.success(.applied))
                     case .change(let body, _):
+                        statements.forgetAthlete()
                         afterCommit.append(try body(db))
                         results.append(.success(.applied))
                     }

@@ -381,7 +381,8 @@ def test_token_key_rotation_on_sighup_reencrypts_and_tokens_still_work(fresh_dae
     wait_for(
         lambda: gw.query("SELECT token_key_id FROM connections WHERE athlete_id = ?", (athlete,)) == [(key_id,)],
         timeout=10, what="tokens re-encrypted with the new key")
-    assert "token key rotated" in gw.log_text()
+    # The rows are committed before the rotating thread logs its line.
+    wait_for(lambda: "token key rotated" in gw.log_text(), timeout=5, what="the rotation log line")
 
     # The re-encrypted token is still usable: disconnecting revokes at the provider with it.
     before = sandbox.count("DELETE /garmin/wellness-api/rest/user/registration")
