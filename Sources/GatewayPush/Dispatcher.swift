@@ -49,7 +49,10 @@ public final class Dispatcher: @unchecked Sendable {
     }
 
     public func start() {
-        let thread = Thread { [self] in run() }
+        let thread = Thread { [self] in
+            setOSThreadName("gw-dispatcher")
+            run()
+        }
         thread.name = "gatewayd-dispatcher"
         thread.start()
     }

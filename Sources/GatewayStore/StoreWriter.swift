@@ -96,7 +96,10 @@ public final class StoreWriter: @unchecked Sendable {
         }
         walPages = pagesBox
         let box = UncheckedBox((db, try IngestStatements(db: db)))
-        let thread = Thread { [self] in self.run(box.value.0, box.value.1) }
+        let thread = Thread { [self] in
+            setOSThreadName("gw-writer")
+            self.run(box.value.0, box.value.1)
+        }
         thread.name = "gatewayd-writer"
         thread.start()
     }
@@ -322,7 +325,10 @@ final class WALSyncer: @unchecked Sendable {
         self.flush = flush
         self.logger = logger
         for index in 0..<Self.flushers {
-            let thread = Thread { [self] in self.run() }
+            let thread = Thread { [self] in
+                setOSThreadName("gw-sync-\(index)")
+                self.run()
+            }
             thread.name = "gatewayd-sync-\(index)"
             thread.start()
         }
@@ -461,7 +467,10 @@ final class Checkpointer: @unchecked Sendable {
         // Reading the journal mode opens the WAL for this connection.
         try db.execute("PRAGMA journal_mode=WAL;")
         let box = UncheckedBox(db)
-        let thread = Thread { [self] in self.run(box.value) }
+        let thread = Thread { [self] in
+            setOSThreadName("gw-checkpoint")
+            self.run(box.value)
+        }
         thread.name = "gatewayd-checkpoint"
         thread.start()
     }
@@ -507,4 +516,15 @@ final class Checkpointer: @unchecked Sendable {
         }
         finished.signal()
     }
+}
+
+/// Names the calling thread for `top -H`, `ps -L` and /proc (at most 15 bytes): Foundation's
+/// `Thread.name` does not reach the OS thread on Linux.
+public func setOSThreadName(_ name: String) {
+    // pthread_setname_np is not in Swift's Glibc module; the kernel's own file is.
+    let fd = open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)
+    guard fd >= 0 else { return }
+    let bytes = Array(name.utf8.prefix(15))
+    _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    close(fd)
 }

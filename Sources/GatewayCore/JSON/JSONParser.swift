@@ -50,6 +50,9 @@ private struct Reader {
     /// Keys (content ranges, quotes excluded) of the skipped objects being read, innermost
     /// last: each skipped object compares a new key with its own keys only.
     var skippedKeys: [SkippedKey] = []
+    /// How many entries of `skippedKeys` are in use (the rest are kept for reuse, so the
+    /// array is not shrunk and regrown for every skipped object).
+    var skippedCount = 0
 
     /// A key of a skipped object: where its content is, and its ``ShortKey`` when it is
     /// short ASCII without escapes (``ShortKey/long`` otherwise). Two such keys are the
@@ -370,8 +373,8 @@ private struct Reader {
     /// number rules and depth limit as the building parser.
     mutating func skipContainer(depth: Int) throws(JSONParseError) {
         let isObject = bytes[index] == UInt8(ascii: "{")
-        let keysBase = skippedKeys.count
-        defer { if skippedKeys.count > keysBase { skippedKeys.removeLast(skippedKeys.count - keysBase) } }
+        let keysBase = skippedCount
+        defer { skippedCount = keysBase }
         let close = isObject ? UInt8(ascii: "}") : UInt8(ascii: "]")
         index += 1
         skipWhitespace()
@@ -390,7 +393,7 @@ private struct Reader {
                 let short =
                     plain && key.count <= ShortKey.maxCount ? shortKey(key.lowerBound, key.upperBound) : ShortKey.long
                 var earlier = keysBase
-                while earlier < skippedKeys.count {
+                while earlier < skippedCount {
                     let other = skippedKeys[earlier]
                     let same =
                         short.count >= 0 && other.short.count >= 0
@@ -401,7 +404,12 @@ private struct Reader {
                     }
                     earlier += 1
                 }
-                skippedKeys.append(SkippedKey(range: key, short: short))
+                if skippedCount < skippedKeys.count {
+                    skippedKeys[skippedCount] = SkippedKey(range: key, short: short)
+                } else {
+                    skippedKeys.append(SkippedKey(range: key, short: short))
+                }
+                skippedCount += 1
                 skipWhitespace()
                 guard !atEnd, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':'") }
                 index += 1
