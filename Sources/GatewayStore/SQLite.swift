@@ -79,10 +79,12 @@ public final class Database {
 
     /// Runs `body` in a transaction: commit on return, rollback on throw.
     public func transaction<T>(immediate: Bool = true, _ body: () throws -> T) throws -> T {
-        try execute(immediate ? "BEGIN IMMEDIATE" : "BEGIN")
+        // Prepared once per connection: the writer opens a transaction per batch, and
+        // sqlite3_exec would parse the SQL text each time.
+        try statement(immediate ? "BEGIN IMMEDIATE" : "BEGIN").run()
         do {
             let result = try body()
-            try execute("COMMIT")
+            try statement("COMMIT").run()
             return result
         } catch {
             try? execute("ROLLBACK")
