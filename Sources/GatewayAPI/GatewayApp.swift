@@ -175,16 +175,18 @@ public final class GatewayApp: @unchecked Sendable {
         let timestamp = headers[2]
         let signature = headers[3]
         let now = WallClock.nowSeconds()
-        let decoded: Result<(PlanEvent, [UInt8]), PlanEventError>? = request.withBody {
-            body -> Result<(PlanEvent, [UInt8]), PlanEventError>? in
+        // The bytes the writer stores: copied out of libevent once, then verified and read in place.
+        let body = request.bodyBytes()
+        let decoded: Result<PlanEvent, PlanEventError>? = body.withUnsafeBufferPointer {
+            bytes -> Result<PlanEvent, PlanEventError>? in
             if let failure = verifier.verify(
-                id: id, timestamp: timestamp, signature: signature, body: UnsafeRawBufferPointer(body), now: now)
+                id: id, timestamp: timestamp, signature: signature, body: UnsafeRawBufferPointer(bytes), now: now)
             {
                 reject(401, failure.code, failure.message)
                 return nil
             }
             do {
-                return .success((try PlanEvent.decode(body), Array(body)))
+                return .success(try PlanEvent.decode(bytes))
             } catch let error as PlanEventError {
                 return .failure(error)
             } catch {
@@ -193,7 +195,6 @@ public final class GatewayApp: @unchecked Sendable {
         }
         guard let decoded else { return }
         let event: PlanEvent
-        let body: [UInt8]
         let webhookID = id ?? ""
         switch decoded {
         case .failure(let error):
@@ -208,7 +209,7 @@ public final class GatewayApp: @unchecked Sendable {
                         reject(400, error.code, error.message)
                     }
                 })
-        case .success(let value): (event, body) = value
+        case .success(let value): event = value
         }
         let record = IngestRecord(
             webhookID: webhookID, receivedAtMillis: WallClock.nowMillis(), event: event, body: body)

@@ -111,6 +111,19 @@ public final class HTTPRequest: @unchecked Sendable {
         return evbuffer_get_length(buffer)
     }
 
+    /// A copy of the body: one copy out of libevent's buffer chain, where `withBody`
+    /// would first make the chain contiguous (another copy when the body arrived in
+    /// more than one read).
+    public func bodyBytes() -> [UInt8] {
+        guard let buffer = evhttp_request_get_input_buffer(raw) else { return [] }
+        let length = evbuffer_get_length(buffer)
+        guard length > 0 else { return [] }
+        return [UInt8](unsafeUninitializedCapacity: length) { storage, initialized in
+            let copied = evbuffer_copyout(buffer, storage.baseAddress, length)
+            initialized = max(copied, 0)
+        }
+    }
+
     /// The body as one contiguous buffer, valid during `body` only.
     public func withBody<T>(_ body: (UnsafeBufferPointer<UInt8>) throws -> T) rethrows -> T {
         guard let buffer = evhttp_request_get_input_buffer(raw) else {
