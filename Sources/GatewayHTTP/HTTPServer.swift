@@ -171,12 +171,12 @@ public final class HTTPRequest: @unchecked Sendable {
         guard !responded else { return }
         responded = true
         if let output = evhttp_request_get_output_headers(raw) {
-            if let contentType { evhttp_add_header(output, "Content-Type", contentType) }
-            if withRequestID { evhttp_add_header(output, "X-Request-Id", id) }
+            if let contentType { Self.add(output, "Content-Type", contentType) }
+            if withRequestID { Self.add(output, "X-Request-Id", id) }
             for (name, value) in headers { evhttp_add_header(output, name, value) }
             // libevent formats a Date header for every answer (gmtime and strftime); the
             // server keeps one per second instead.
-            if let date { evhttp_add_header(output, "Date", date.current()) }
+            if let date { Self.add(output, "Date", date.current()) }
             // libevent 2.1 reads no body of a TRACE request: bytes sent anyway would be parsed as
             // the next request on this connection. It is closed after the answer instead.
             if method == .trace { evhttp_add_header(output, "Connection", "close") }
@@ -185,7 +185,20 @@ public final class HTTPRequest: @unchecked Sendable {
         if body.count > 0, let output = evhttp_request_get_output_buffer(raw) {
             evbuffer_add(output, body.baseAddress, body.count)
         }
-        evhttp_send_reply(raw, Int32(status), Self.reason(status), nil)
+        let reason = Self.reason(status)
+        evhttp_send_reply(raw, Int32(status), Self.cString(reason), nil)
+    }
+
+    /// Adds a header whose name is a literal. A Swift string passed straight to a C
+    /// parameter is copied to the heap when it is short (stored inline); the literal's
+    /// own bytes and `withCString` (a stack copy) avoid that allocation per answer.
+    private static func add(_ headers: UnsafeMutablePointer<evkeyvalq>, _ name: StaticString, _ value: String) {
+        _ = value.withCString { evhttp_add_header(headers, cString(name), $0) }
+    }
+
+    /// A string literal's bytes, which the compiler stores NUL-terminated.
+    private static func cString(_ text: StaticString) -> UnsafePointer<CChar> {
+        UnsafeRawPointer(text.utf8Start).assumingMemoryBound(to: CChar.self)
     }
 
     public func respond(status: Int, headers: [(String, String)] = [], body: String) {
@@ -208,7 +221,7 @@ public final class HTTPRequest: @unchecked Sendable {
         }
     }
 
-    static func reason(_ status: Int) -> String {
+    static func reason(_ status: Int) -> StaticString {
         switch status {
         case 200: return "OK"
         case 202: return "Accepted"
@@ -377,7 +390,8 @@ public final class HTTPServer {
 
     private func handle(_ raw: OpaquePointer) {
         requestCount &+= 1
-        let request = HTTPRequest(raw: raw, id: "\(requestIDPrefix)-\(requestCount)", date: dateCache)
+        // Concatenation keeps a short id inline (interpolation would allocate a buffer).
+        let request = HTTPRequest(raw: raw, id: requestIDPrefix + "-" + String(requestCount), date: dateCache)
         if let connection = evhttp_request_get_connection(raw) {
             // The request is complete: the connection's next request is timed from now.
             let adopted = requestClocks.index(forKey: connection)

@@ -5,14 +5,23 @@ public struct CalendarDate: Sendable, Equatable, Comparable, CustomStringConvert
     public let day: Int
 
     public init?(_ text: some StringProtocol) {
-        let b = Array(text.utf8)
-        guard b.count == 10, b[4] == UInt8(ascii: "-"), b[7] == UInt8(ascii: "-"),
-            let year = Self.digits(b[0..<4]), let month = Self.digits(b[5..<7]), let day = Self.digits(b[8..<10]),
-            (1...12).contains(month), day >= 1, day <= Self.daysIn(month: month, year: year)
-        else { return nil }
+        // Read in place (a native string's bytes are contiguous): no array per call.
+        let parsed =
+            text.utf8.withContiguousStorageIfAvailable { Self.parse($0) }
+            ?? Array(text.utf8).withUnsafeBufferPointer { Self.parse($0) }
+        guard let (year, month, day) = parsed else { return nil }
         self.year = year
         self.month = month
         self.day = day
+    }
+
+    /// Year, month and day of exactly `YYYY-MM-DD`, or nil.
+    static func parse(_ b: UnsafeBufferPointer<UInt8>) -> (Int, Int, Int)? {
+        guard b.count == 10, b[4] == UInt8(ascii: "-"), b[7] == UInt8(ascii: "-"),
+            let year = digits(b, 0..<4), let month = digits(b, 5..<7), let day = digits(b, 8..<10),
+            (1...12).contains(month), day >= 1, day <= daysIn(month: month, year: year)
+        else { return nil }
+        return (year, month, day)
     }
 
     public init?(year: Int, month: Int, day: Int) {
@@ -24,9 +33,9 @@ public struct CalendarDate: Sendable, Equatable, Comparable, CustomStringConvert
         self.day = day
     }
 
-    static func digits(_ bytes: ArraySlice<UInt8>) -> Int? {
+    static func digits(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> Int? {
         var n = 0
-        for c in bytes {
+        for c in bytes[range] {
             guard c >= 48, c <= 57 else { return nil }
             n = n * 10 + Int(c - 48)
         }
@@ -69,11 +78,15 @@ public enum ISODateTime {
 
     /// Milliseconds since the Unix epoch, or nil if `text` is not a valid date-time.
     public static func parseEpochMillis(_ text: String) -> Int64? {
-        let b = Array(text.utf8)
-        guard b.count >= 20, let date = CalendarDate(String(decoding: b[0..<10], as: UTF8.self)),
+        text.utf8.withContiguousStorageIfAvailable { parseEpochMillis($0) }
+            ?? Array(text.utf8).withUnsafeBufferPointer { parseEpochMillis($0) }
+    }
+
+    static func parseEpochMillis(_ b: UnsafeBufferPointer<UInt8>) -> Int64? {
+        guard b.count >= 20, let (year, month, day) = CalendarDate.parse(UnsafeBufferPointer(rebasing: b[0..<10])),
             b[10] == UInt8(ascii: "T") || b[10] == UInt8(ascii: "t"), b[13] == UInt8(ascii: ":"),
-            b[16] == UInt8(ascii: ":"), let hour = CalendarDate.digits(b[11..<13]),
-            let minute = CalendarDate.digits(b[14..<16]), let second = CalendarDate.digits(b[17..<19]),
+            b[16] == UInt8(ascii: ":"), let hour = CalendarDate.digits(b, 11..<13),
+            let minute = CalendarDate.digits(b, 14..<16), let second = CalendarDate.digits(b, 17..<19),
             hour < 24, minute < 60, second < 61
         else { return nil }
         var i = 19
@@ -94,15 +107,16 @@ public enum ISODateTime {
         if b[i] == UInt8(ascii: "Z") || b[i] == UInt8(ascii: "z") {
             guard i + 1 == b.count else { return nil }
         } else if b[i] == UInt8(ascii: "+") || b[i] == UInt8(ascii: "-") {
-            guard b.count - i == 6, b[i + 3] == UInt8(ascii: ":"), let oh = CalendarDate.digits(b[i + 1..<i + 3]),
-                let om = CalendarDate.digits(b[i + 4..<i + 6]), oh < 24, om < 60
+            guard b.count - i == 6, b[i + 3] == UInt8(ascii: ":"), let oh = CalendarDate.digits(b, i + 1..<i + 3),
+                let om = CalendarDate.digits(b, i + 4..<i + 6), oh < 24, om < 60
             else { return nil }
             offsetMinutes = (oh * 60 + om) * (b[i] == UInt8(ascii: "-") ? -1 : 1)
         } else {
             return nil
         }
+        let days = SessionTime.daysFromCivil(year: year, month: month, day: day)
         let seconds =
-            Int64(date.daysSinceEpoch) * 86400 + Int64(hour * 3600 + minute * 60 + second)
+            Int64(days) * 86400 + Int64(hour * 3600 + minute * 60 + second)
             - Int64(offsetMinutes * 60)
         return seconds * 1000 + Int64(millis)
     }

@@ -145,17 +145,34 @@ extension PlanEvent {
 /// Reads typed members of one JSON object, naming the full path in every error.
 struct EnvelopeFields {
     let object: JSONObject
-    let prefix: String
+    /// The path of the enclosing object and this object's key in it; the full path is
+    /// only built for an error message (most nested objects are only type-checked).
+    private let parent: String
+    private let key: String?
 
     init(_ value: JSONValue, path: String) throws(PlanEventError) {
+        try self.init(value, parent: path, key: nil)
+    }
+
+    private init(_ value: JSONValue, parent: String, key: String?) throws(PlanEventError) {
+        self.parent = parent
+        self.key = key
         guard case .object(let object) = value else {
+            let path = key.map { parent.isEmpty ? $0 : parent + "." + $0 } ?? parent
             throw .invalidEvent(path: path.isEmpty ? "$" : path, problem: "must be an object, got \(value.typeName)")
         }
         self.object = object
-        self.prefix = path
     }
 
-    func path(_ key: String) -> String { prefix.isEmpty ? key : prefix + "." + key }
+    var prefix: String {
+        guard let key else { return parent }
+        return parent.isEmpty ? key : parent + "." + key
+    }
+
+    func path(_ key: String) -> String {
+        let prefix = self.prefix
+        return prefix.isEmpty ? key : prefix + "." + key
+    }
 
     func required(_ key: String) throws(PlanEventError) -> JSONValue {
         guard let value = object[key], value != .null else {
@@ -192,7 +209,7 @@ struct EnvelopeFields {
         guard case .object = value else {
             throw .invalidEvent(path: path(key), problem: "must be an object, got \(value.typeName)")
         }
-        return try EnvelopeFields(value, path: path(key))
+        return try EnvelopeFields(value, parent: prefix, key: key)
     }
 
     func optionalObject(_ key: String) throws(PlanEventError) -> EnvelopeFields? {
@@ -200,7 +217,7 @@ struct EnvelopeFields {
         guard case .object = value else {
             throw .invalidEvent(path: path(key), problem: "must be an object, got \(value.typeName)")
         }
-        return try EnvelopeFields(value, path: path(key))
+        return try EnvelopeFields(value, parent: prefix, key: key)
     }
 
     func revision() throws(PlanEventError) -> Int64 {

@@ -407,6 +407,7 @@ private struct Reader {
                 if skippedCount < skippedKeys.count {
                     skippedKeys[skippedCount] = SkippedKey(range: key, short: short)
                 } else {
+                    if skippedKeys.isEmpty { skippedKeys.reserveCapacity(32) }
                     skippedKeys.append(SkippedKey(range: key, short: short))
                 }
                 skippedCount += 1
