@@ -94,7 +94,7 @@ enum CoalescingVFS {
         m.xClose = { file in
             let slot = file!
             let state = FileSlot.state(slot)
-            let rc = state.prepareAccess()
+            let rc = state.close()
             let closed = FileSlot.real(slot).pointee.pMethods.pointee.xClose(FileSlot.real(slot))
             state.group?.remove(state)
             FileSlot.release(slot)
@@ -281,6 +281,7 @@ private final class CoalescedFile: @unchecked Sendable {
     /// lost, so the next call on this file (by its own connection, inside the transaction
     /// or checkpoint that wrote them, which the error then abandons) fails with it.
     private var pendingError: Int32 = SQLITE_OK
+    private var closed = false
 
     init(real: UnsafeMutablePointer<sqlite3_file>, kind: Kind) {
         self.real = real
@@ -339,11 +340,24 @@ private final class CoalescedFile: @unchecked Sendable {
         return flushLocked()
     }
 
+    /// Flushes for the last time: after this the default VFS's file is closed and its
+    /// memory freed, and a group flush already under way on another thread (which may
+    /// still hold this object) must not touch it.
+    func close() -> Int32 {
+        guard kind != .passThrough else { return SQLITE_OK }
+        lock.lock()
+        defer { lock.unlock() }
+        let rc = pendingError != SQLITE_OK ? takePendingError() : flushLocked()
+        closed = true
+        return rc
+    }
+
     /// A flush on behalf of a call on another file.
     func flushForOther() -> Int32 {
         guard kind != .passThrough else { return SQLITE_OK }
         lock.lock()
         defer { lock.unlock() }
+        guard !closed else { return SQLITE_OK }
         let rc = flushLocked()
         if rc != SQLITE_OK, pendingError == SQLITE_OK { pendingError = rc }
         return rc
