@@ -300,6 +300,10 @@ public final class HTTPServer {
 
     deinit {
         sweepTimer?.cancel()
+        // evhttp_free frees the listening sockets before the connections, whose close
+        // callbacks (`closed`) would then look up a freed listener if accepting was
+        // paused at the connection cap.
+        bound = nil
         evhttp_free(http)
     }
 

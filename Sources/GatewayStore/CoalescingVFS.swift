@@ -31,8 +31,11 @@ enum CoalescingVFS {
     static let capacity = 1 << 20
     /// Largest single write handed to the default VFS.
     static let maxWrite = 64 * 1024
-    /// Writes handed to the default VFS for WAL and main database files (for tests).
-    static let writesIssued = Atomic<Int>(0)
+    /// Writes handed to the default VFS so far for the WAL and main file of the database
+    /// at `path`, while one of its files is open through this VFS (for tests).
+    static func writesIssued(database path: String) -> Int {
+        FileGroup.existing(path)?.writes.load(ordering: .relaxed) ?? 0
+    }
 
     /// Registers the VFS (once, not as the default) and returns its name.
     static func registeredName() -> String {
@@ -220,6 +223,10 @@ private final class FileGroup: @unchecked Sendable {
     private let lock = NSLock()
     private var files: [CoalescedFile] = []
     let path: String
+    /// Writes handed to the default VFS for this database's files.
+    let writes = Atomic<Int>(0)
+
+    static func existing(_ path: String) -> FileGroup? { registryLock.withLock { registry[path] } }
 
     private init(path: String) { self.path = path }
 
@@ -379,7 +386,7 @@ private final class CoalescedFile: @unchecked Sendable {
     }
 
     private func realWrite(_ data: UnsafeRawPointer, _ amount: Int, _ offset: Int64) -> Int32 {
-        if kind != .passThrough { CoalescingVFS.writesIssued.add(1, ordering: .relaxed) }
+        if kind != .passThrough { group?.writes.add(1, ordering: .relaxed) }
         // The default VFS writes at most 128 KiB per call (it masks the length with
         // 0x1FFFF): longer runs go in pieces.
         var done = 0

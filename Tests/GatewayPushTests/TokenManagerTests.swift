@@ -15,6 +15,11 @@ final class InProcessSandbox: @unchecked Sendable {
     let loop = EventLoop()
     let server: HTTPServer
     let sandbox: Sandbox
+    /// Signalled when the loop thread has returned from `run`.
+    private let loopExited = DispatchSemaphore(value: 0)
+    private let stopLock = NSLock()
+    // Guarded by `stopLock`.
+    private var running = false
     var base: String { "http://127.0.0.1:\(server.port)" }
 
     init() throws {
@@ -23,12 +28,28 @@ final class InProcessSandbox: @unchecked Sendable {
         self.sandbox = sandbox
         server = HTTPServer(loop: loop, limits: HTTPServerLimits(), logger: logger) { sandbox.handle($0) }
         try server.bind(host: "127.0.0.1", port: 0)
-        let loop = self.loop
-        let thread = Thread { loop.run() }
+        let (loop, loopExited) = (self.loop, self.loopExited)
+        let thread = Thread {
+            loop.run()
+            loopExited.signal()
+        }
         thread.start()
+        running = true
     }
 
-    func stop() { loop.stop() }
+    /// Stops the loop and waits for its thread to leave `run`. The server's libevent
+    /// objects are freed by whichever thread releases the last reference (the test's):
+    /// that must not happen while the loop thread still serves their connections.
+    func stop() {
+        stopLock.lock()
+        defer { stopLock.unlock() }
+        guard running else { return }
+        running = false
+        loop.stop()
+        loopExited.wait()
+    }
+
+    deinit { stop() }
 
     func endpoints(_ kind: ProviderKind) -> ProviderEndpoints {
         switch kind {
