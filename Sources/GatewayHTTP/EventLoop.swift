@@ -24,6 +24,10 @@ public final class EventLoop: @unchecked Sendable {
         // loop iteration become one epoll_ctl instead of several.
         let config = event_config_new()
         event_config_set_flag(config, Int32(EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST.rawValue))
+        // Timers on CLOCK_MONOTONIC, not libevent's default CLOCK_MONOTONIC_COARSE (a tick
+        // of several ms on this kernel): a coarse clock fires a timer up to a tick early
+        // by a precise one (the sandbox's 700 ms delay fault answered after 699.8 ms).
+        event_config_set_flag(config, Int32(EVENT_BASE_FLAG_PRECISE_TIMER.rawValue))
         guard let base = event_base_new_with_config(config) else { fatalError("event_base_new failed") }
         event_config_free(config)
         self.base = base
@@ -85,7 +89,7 @@ public final class EventLoop: @unchecked Sendable {
 
     /// Exits the loop after `seconds`, letting pending output flush meanwhile.
     public func stop(after seconds: Double = 0) {
-        var tv = timeval(tv_sec: Int(seconds), tv_usec: Int((seconds - Double(Int(seconds))) * 1_000_000))
+        var tv = Self.interval(seconds)
         event_base_loopexit(base, &tv)
     }
 
@@ -119,13 +123,19 @@ public final class EventLoop: @unchecked Sendable {
                 box.fire()
             }, Unmanaged.passUnretained(box).toOpaque())
         box.repeating = repeating
-        var tv = timeval(tv_sec: Int(seconds), tv_usec: Int((seconds - Double(Int(seconds))) * 1_000_000))
+        var tv = Self.interval(seconds)
         // libevent times a new timer from the time it cached when this loop iteration
         // began; refresh it, or a timer set late in a busy iteration fires that much early.
         event_base_update_cache_time(base)
         event_add(box.event, &tv)
         timers[ObjectIdentifier(box)] = box
         return LoopTimer(box: box)
+    }
+
+    /// `seconds` in whole microseconds, rounded (0.7 s is 699,999.99… µs as a Double).
+    fileprivate static func interval(_ seconds: Double) -> timeval {
+        let micros = Int((seconds * 1_000_000).rounded())
+        return timeval(tv_sec: micros / 1_000_000, tv_usec: micros % 1_000_000)
     }
 
     fileprivate func forget(_ box: TimerBox) {
