@@ -105,43 +105,20 @@ public struct JSONByteWriter: ~Copyable {
     /// written as is: it must need no escaping.
     @inlinable @inline(__always)
     public mutating func key(_ name: StaticString) {
-        let n = name.utf8CodeUnitCount
-        var p = reserve(n + 4)
-        let first = p
-        if needsComma {
-            p.pointee = UInt8(ascii: ",")
-            p += 1
-        }
-        p.pointee = UInt8(ascii: "\"")
-        Self.copy(name.utf8Start, n, to: p + 1)
-        p += n + 1
-        p[0] = UInt8(ascii: "\"")
-        p[1] = UInt8(ascii: ":")
-        count += p + 2 - first
+        let first = reserve(name.utf8CodeUnitCount + 4)
+        let p = Self.quotedLiteral(name, at: afterComma(first))
+        p.pointee = UInt8(ascii: ":")
+        count += p + 1 - first
         needsComma = false
     }
 
     /// `"name":"value"`, both written as they are (see ``key(_:)`` and ``plainString(_:)``).
     @inlinable @inline(__always)
     public mutating func member(_ name: StaticString, _ value: StaticString) {
-        let n = name.utf8CodeUnitCount
-        let m = value.utf8CodeUnitCount
-        var p = reserve(n + m + 6)
-        let first = p
-        if needsComma {
-            p.pointee = UInt8(ascii: ",")
-            p += 1
-        }
-        p.pointee = UInt8(ascii: "\"")
-        Self.copy(name.utf8Start, n, to: p + 1)
-        p += n + 1
-        p[0] = UInt8(ascii: "\"")
-        p[1] = UInt8(ascii: ":")
-        p[2] = UInt8(ascii: "\"")
-        Self.copy(value.utf8Start, m, to: p + 3)
-        p += m + 3
-        p.pointee = UInt8(ascii: "\"")
-        count += p + 1 - first
+        let first = reserve(name.utf8CodeUnitCount + value.utf8CodeUnitCount + 6)
+        let colon = Self.quotedLiteral(name, at: afterComma(first))
+        colon.pointee = UInt8(ascii: ":")
+        count += Self.quotedLiteral(value, at: colon + 1) - first
         needsComma = true
     }
 
@@ -208,18 +185,8 @@ public struct JSONByteWriter: ~Copyable {
     /// A string value written as is: it must need no escaping (enum names, units).
     @inlinable @inline(__always)
     public mutating func plainString(_ value: StaticString) {
-        let n = value.utf8CodeUnitCount
-        var p = reserve(n + 3)
-        let first = p
-        if needsComma {
-            p.pointee = UInt8(ascii: ",")
-            p += 1
-        }
-        p.pointee = UInt8(ascii: "\"")
-        Self.copy(value.utf8Start, n, to: p + 1)
-        p += n + 1
-        p.pointee = UInt8(ascii: "\"")
-        count += p + 1 - first
+        let first = reserve(value.utf8CodeUnitCount + 3)
+        count += Self.quotedLiteral(value, at: afterComma(first)) - first
         needsComma = true
     }
 
@@ -305,6 +272,24 @@ public struct JSONByteWriter: ~Copyable {
         start.deallocate()
         start = newStart
         capacity = newCapacity
+    }
+
+    /// `p`, or past a `,` written there when a member or element came before.
+    @inlinable @inline(__always)
+    func afterComma(_ p: UnsafeMutablePointer<UInt8>) -> UnsafeMutablePointer<UInt8> {
+        guard needsComma else { return p }
+        p.pointee = UInt8(ascii: ",")
+        return p + 1
+    }
+
+    /// Writes `"text"` (as is: it must need no escaping) at `p`; returns the position after it.
+    @inlinable @inline(__always)
+    static func quotedLiteral(_ text: StaticString, at p: UnsafeMutablePointer<UInt8>) -> UnsafeMutablePointer<UInt8> {
+        let n = text.utf8CodeUnitCount
+        p.pointee = UInt8(ascii: "\"")
+        copy(text.utf8Start, n, to: p + 1)
+        p[n + 1] = UInt8(ascii: "\"")
+        return p + n + 2
     }
 
     /// Copies `n` bytes; short copies (the keys and enum names) without a call to memcpy.
