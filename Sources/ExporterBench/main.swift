@@ -79,15 +79,22 @@ do {
 }
 
 var out = Output()
-if which != "decode" {
-    for _ in 0..<min(200, iterations) { runOnce(json, &out) }  // warm-up
-    var perIteration: [Double] = []
+
+/// µs per call of `body` in each of `rounds` timed rounds of `iterations` calls, sorted,
+/// after min(200, iterations) warm-up calls.
+func timedRounds(_ body: () -> Void) -> [Double] {
+    for _ in 0..<min(200, iterations) { body() }
+    var times: [Double] = []
     for _ in 0..<rounds {
         let start = nanos()
-        for _ in 0..<iterations { runOnce(json, &out) }
-        perIteration.append(Double(nanos() - start) / Double(iterations) / 1000)
+        for _ in 0..<iterations { body() }
+        times.append(Double(nanos() - start) / Double(iterations) / 1000)
     }
-    perIteration.sort()
+    return times.sorted()
+}
+
+if which != "decode" {
+    let perIteration = timedRounds { runOnce(json, &out) }
     let median = perIteration[perIteration.count / 2]
     print(
         "exporters: median \(String(format2(median))) µs per workout (min \(format2(perIteration.first!)), "
@@ -114,14 +121,7 @@ func decodeOnce(_ body: [UInt8], _ out: inout Output) {
     }
 }
 if which != "exporters" {
-    for _ in 0..<min(200, iterations) { decodeOnce(envelope, &out) }
-    var decodeTimes: [Double] = []
-    for _ in 0..<rounds {
-        let start = nanos()
-        for _ in 0..<iterations { decodeOnce(envelope, &out) }
-        decodeTimes.append(Double(nanos() - start) / Double(iterations) / 1000)
-    }
-    decodeTimes.sort()
+    let decodeTimes = timedRounds { decodeOnce(envelope, &out) }
     print(
         "ingest decode: median \(format2(decodeTimes[decodeTimes.count / 2])) µs per \(envelope.count)-byte webhook "
             + "(min \(format2(decodeTimes.first!)), max \(format2(decodeTimes.last!)))")
