@@ -158,21 +158,20 @@ struct EnvelopeFields {
         self.parent = parent
         self.key = key
         guard case .object(let object) = value else {
-            let path = key.map { parent.isEmpty ? $0 : parent + "." + $0 } ?? parent
+            let path = Self.join(parent, key)
             throw .invalidEvent(path: path.isEmpty ? "$" : path, problem: "must be an object, got \(value.typeName)")
         }
         self.object = object
     }
 
-    var prefix: String {
+    private static func join(_ parent: String, _ key: String?) -> String {
         guard let key else { return parent }
         return parent.isEmpty ? key : parent + "." + key
     }
 
-    func path(_ key: String) -> String {
-        let prefix = self.prefix
-        return prefix.isEmpty ? key : prefix + "." + key
-    }
+    var prefix: String { Self.join(parent, key) }
+
+    func path(_ key: String) -> String { Self.join(prefix, key) }
 
     func required(_ key: String) throws(PlanEventError) -> JSONValue {
         guard let value = object[key], value != .null else {
