@@ -17,7 +17,7 @@ struct SandboxRequest {
         query = request.queryParameters
         authorization = request.header("Authorization")
         contentType = request.header("Content-Type")
-        body = request.withBody { Array($0) }
+        body = request.bodyBytes()
     }
 
     var isForm: Bool {
