@@ -65,6 +65,10 @@ public final class StoreWriter: @unchecked Sendable {
     private let walPages: WALPages
     /// Past this many WAL pages the writer copies the tail itself (see Checkpointer).
     static let tailCheckpointPages = 8192
+    /// A gathering writer stops waiting once this many operations are pending.
+    static let maxBatch = 256
+    /// Written and read on the writer thread only.
+    private var gatherer = CommitGatherer(windowNanos: 400_000)
     private let finished = DispatchSemaphore(value: 0)
     private let syncer: WALSyncer
     /// Commits made by this writer; written on the writer thread only.
@@ -112,7 +116,7 @@ public final class StoreWriter: @unchecked Sendable {
             return
         }
         pending.append(operation)
-        if pending.count == 1 { condition.signal() }
+        if pending.count == 1 || pending.count == Self.maxBatch { condition.signal() }
         condition.unlock()
     }
 
@@ -137,6 +141,11 @@ public final class StoreWriter: @unchecked Sendable {
         while true {
             condition.lock()
             while pending.isEmpty && !stopping { condition.wait() }
+            if !stopping && gatherer.shouldGather(now: WallClock.monotonicNanos()) {
+                // Only `stopping` or a full batch signals during the wait (see `submit`).
+                let deadline = Date(timeIntervalSinceNow: Double(gatherer.windowNanos) / 1e9)
+                while !stopping && pending.count < Self.maxBatch && condition.wait(until: deadline) {}
+            }
             if pending.isEmpty && stopping {
                 stopped = true
                 condition.unlock()
@@ -145,6 +154,7 @@ public final class StoreWriter: @unchecked Sendable {
             let batch = pending
             pending.removeAll(keepingCapacity: true)
             condition.unlock()
+            gatherer.took(batch.count, now: WallClock.monotonicNanos())
             commit(batch, db: db, statements: statements)
             checkpointTail(db)
         }
