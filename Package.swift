@@ -69,6 +69,13 @@ let package = Package(
         .executableTarget(
             name: "ExporterBench", dependencies: ["GatewayCore", "GatewayProviders"], swiftSettings: strict),
         .executableTarget(
+            name: "LadderBench",
+            dependencies: [
+                "GatewayCore", "GatewayCrypto", "GatewayHTTP", "GatewayStore",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        .executableTarget(
             name: "gatewayd",
             dependencies: [
                 "GatewayAPI", "GatewayConfig", "GatewayStore", "GatewayHTTP", "GatewaySandbox",
