@@ -166,7 +166,7 @@ public final class StoreWriter: @unchecked Sendable {
     private var statsOperations = 0
     private var statsCommitNanos: UInt64 = 0
     private var statsMaxCommitNanos: UInt64 = 0
-    private var statsSince = WallClock.monotonicNanos()
+    private var statsWindow = StatsWindow(now: WallClock.monotonicNanos())
     private var statsExecNanos: UInt64 = 0
 
     private func recordStats(operations: Int, nanos: UInt64) {
@@ -174,8 +174,7 @@ public final class StoreWriter: @unchecked Sendable {
         statsOperations += operations
         statsCommitNanos += nanos
         statsMaxCommitNanos = max(statsMaxCommitNanos, nanos)
-        let now = WallClock.monotonicNanos()
-        guard now - statsSince >= 1_000_000_000 else { return }
+        guard statsWindow.roll(now: WallClock.monotonicNanos()) else { return }
         if logger.logLevel <= .debug {
             logger.debug(
                 "writer stats",
@@ -192,7 +191,6 @@ public final class StoreWriter: @unchecked Sendable {
         statsCommitNanos = 0
         statsMaxCommitNanos = 0
         statsExecNanos = 0
-        statsSince = now
     }
 
     private func commit(_ batch: [Operation], db: Database, statements: IngestStatements) {
@@ -321,7 +319,7 @@ final class WALSyncer: @unchecked Sendable {
     private var statFlushes = 0
     private var statNanos: UInt64 = 0
     private var statConcurrent = 0
-    private var statSince: UInt64 = 0
+    private var statWindow = StatsWindow(now: 0)
     /// Set by the first failed flush. Linux may drop the dirty pages of a failed
     /// `fdatasync` and report success on the next one, so after a failure nothing
     /// is confirmed again until the daemon restarts (and SQLite recovers the WAL).
@@ -368,7 +366,7 @@ final class WALSyncer: @unchecked Sendable {
         statFlushes += 1
         statNanos += nanos
         statConcurrent += concurrent
-        guard now - statSince >= 1_000_000_000 else { return }
+        guard statWindow.roll(now: now) else { return }
         if logger.logLevel <= .debug {
             logger.debug(
                 "flush stats",
@@ -380,7 +378,6 @@ final class WALSyncer: @unchecked Sendable {
         statFlushes = 0
         statNanos = 0
         statConcurrent = 0
-        statSince = now
     }
 
     private func run() {
@@ -424,6 +421,25 @@ final class WALSyncer: @unchecked Sendable {
             for delivery in ready { delivery.deliver(syncError: error) }
         }
         finished.signal()
+    }
+}
+
+/// The once-a-second window of the writer's and the flushers' debug statistics.
+struct StatsWindow {
+    private(set) var since: UInt64
+
+    init(now: UInt64) { since = now }
+
+    /// True, and the window restarts at `now`, once a second has passed since it
+    /// started. A flusher reads the clock before it takes the lock that guards its
+    /// window, so another flusher may already have restarted the window at a later
+    /// time: such a `now` counts as no time passed. (It was an unsigned subtraction
+    /// that trapped and stopped the daemon, at any log level, when two flushes ended
+    /// together at the turn of a second: seen once in `scripts/bench ingest`.)
+    mutating func roll(now: UInt64) -> Bool {
+        guard now > since, now - since >= 1_000_000_000 else { return false }
+        since = now
+        return true
     }
 }
 
