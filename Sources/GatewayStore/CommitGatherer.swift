@@ -1,23 +1,31 @@
+import Foundation
+
 /// When the writer should wait a moment before committing, so that more operations
-/// share one transaction (docs/DECISIONS.md, "Group commit gathering").
+/// share one transaction (docs/DECISIONS.md, "A busy writer gathers before it commits").
 ///
 /// Every commit costs the same whatever its size: the B-tree pages it touches are
 /// written to the WAL again, checkpointed again and flushed again. Left alone, the
 /// writer wakes for the first waiting webhook and commits a handful at a time, since
 /// it runs faster than the event loop hands it work. Waiting pays off only when
-/// more operations are sure to arrive during the wait: the gatherer keeps a moving
-/// estimate of the arrival rate and asks for a wait of `windowNanos` only if at
-/// least `minimumExpected` more operations are expected in it. An operation after a
-/// quiet spell is therefore committed at once, and only a busy writer waits.
+/// more operations are sure to arrive during the wait: the gatherer keeps an
+/// estimate of the arrival rate that decays with time (a time constant of
+/// `memoryWindows` windows) and asks for a wait of `windowNanos` only if at least
+/// `minimumExpected` more operations are expected in it. After a quiet spell (no
+/// batch taken or committed for `quietWindows` windows) it never asks, whatever the
+/// estimate: an operation after a pause is committed at once, and only a busy writer
+/// waits.
 struct CommitGatherer {
     let windowNanos: UInt64
     let minimumExpected: Double
-    /// Weight of the newest interval in the moving rate.
-    static let smoothing = 0.25
     /// Idle for this many windows since the last batch counts as a quiet spell.
     static let quietWindows: UInt64 = 5
+    /// The rate estimate forgets with a time constant of this many windows.
+    static let memoryWindows = 5.0
+    /// When the writer last took a batch, and when it last finished a commit.
     private var lastTake: UInt64?
-    /// Operations per nanosecond, smoothed over the last batches.
+    private var lastActivity: UInt64 = 0
+    /// Operations per nanosecond at `lastTake`: each batch adds count / τ, and the sum
+    /// decays by e^(-Δt / τ), so older batches weigh less the longer ago they came.
     private(set) var rate: Double = 0
 
     init(windowNanos: UInt64, minimumExpected: Double = 2) {
@@ -25,20 +33,30 @@ struct CommitGatherer {
         self.minimumExpected = minimumExpected
     }
 
-    /// Asked when the writer wakes for waiting operations at `now`. After a quiet
-    /// spell (no batch taken for `quietWindows` windows) it never waits, whatever the
-    /// estimate says: the rate is only updated when a batch is taken.
+    private var tau: Double { Double(windowNanos) * Self.memoryWindows }
+
+    /// Asked when the writer wakes for waiting operations at `now`.
     func shouldGather(now: UInt64) -> Bool {
-        guard windowNanos > 0, let lastTake, now >= lastTake else { return false }
-        guard now - lastTake <= windowNanos * Self.quietWindows else { return false }
-        return rate * Double(windowNanos) >= minimumExpected
+        guard windowNanos > 0, let lastTake, now >= lastTake, now >= lastActivity else { return false }
+        guard now - max(lastTake, lastActivity) <= windowNanos * Self.quietWindows else { return false }
+        let current = rate * exp(-Double(now - lastTake) / tau)
+        return current * Double(windowNanos) >= minimumExpected
     }
 
     /// Records that the writer took `count` operations at `now`.
     mutating func took(_ count: Int, now: UInt64) {
-        defer { lastTake = now }
-        guard let lastTake, now > lastTake else { return }
-        let sample = Double(count) / Double(now - lastTake)
-        rate += Self.smoothing * (sample - rate)
+        defer {
+            lastTake = now
+            lastActivity = max(lastActivity, now)
+        }
+        guard windowNanos > 0 else { return }
+        let decay = lastTake.map { now > $0 ? exp(-Double(now - $0) / tau) : 1 } ?? 0
+        rate = rate * decay + Double(count) / tau
+    }
+
+    /// Records that the writer finished committing at `now`: a long commit is activity,
+    /// not a quiet spell.
+    mutating func finished(now: UInt64) {
+        lastActivity = max(lastActivity, now)
     }
 }

@@ -65,8 +65,6 @@ public final class StoreWriter: @unchecked Sendable {
     private let walPages: WALPages
     /// Past this many WAL pages the writer copies the tail itself (see Checkpointer).
     static let tailCheckpointPages = 8192
-    /// A gathering writer stops waiting once this many operations are pending.
-    static let maxBatch = 256
     /// Written and read on the writer thread only.
     private var gatherer = CommitGatherer(windowNanos: 400_000)
     private let finished = DispatchSemaphore(value: 0)
@@ -116,7 +114,7 @@ public final class StoreWriter: @unchecked Sendable {
             return
         }
         pending.append(operation)
-        if pending.count == 1 || pending.count == Self.maxBatch { condition.signal() }
+        if pending.count == 1 { condition.signal() }
         condition.unlock()
     }
 
@@ -142,9 +140,12 @@ public final class StoreWriter: @unchecked Sendable {
             condition.lock()
             while pending.isEmpty && !stopping { condition.wait() }
             if !stopping && gatherer.shouldGather(now: WallClock.monotonicNanos()) {
-                // Only `stopping` or a full batch signals during the wait (see `submit`).
-                let deadline = Date(timeIntervalSinceNow: Double(gatherer.windowNanos) / 1e9)
-                while !stopping && pending.count < Self.maxBatch && condition.wait(until: deadline) {}
+                // A relative sleep on the monotonic clock, not a timed wait on the
+                // condition: those end at a wall-clock time, which a clock step could
+                // push far away. Submissions meanwhile only append (see `submit`).
+                condition.unlock()
+                sleepNanos(gatherer.windowNanos)
+                condition.lock()
             }
             if pending.isEmpty && stopping {
                 stopped = true
@@ -156,6 +157,7 @@ public final class StoreWriter: @unchecked Sendable {
             condition.unlock()
             gatherer.took(batch.count, now: WallClock.monotonicNanos())
             commit(batch, db: db, statements: statements)
+            gatherer.finished(now: WallClock.monotonicNanos())
             checkpointTail(db)
         }
         finished.signal()
@@ -422,6 +424,13 @@ final class WALSyncer: @unchecked Sendable {
         }
         finished.signal()
     }
+}
+
+/// Sleeps for `nanos` on the monotonic clock (a relative `nanosleep`).
+func sleepNanos(_ nanos: UInt64) {
+    var request = timespec(tv_sec: Int(nanos / 1_000_000_000), tv_nsec: Int(nanos % 1_000_000_000))
+    var remaining = timespec()
+    while nanosleep(&request, &remaining) != 0 && errno == EINTR { request = remaining }
 }
 
 /// The once-a-second window of the writer's and the flushers' debug statistics.

@@ -17,7 +17,7 @@ import GatewayStore
 import Logging
 
 let arguments = CommandLine.arguments
-guard arguments.count >= 3, let port = Int(arguments[2]) else {
+guard arguments.count >= 3, ["http", "hmac", "insert"].contains(arguments[1]), let port = Int(arguments[2]) else {
     FileHandle.standardError.write(Data("usage: LadderBench http|hmac|insert PORT [SECRET [DB_PATH]]\n".utf8))
     exit(2)
 }
