@@ -1,4 +1,4 @@
-// The rungs under the gateway's ingest, for `scripts/bench ingest --ladder`: each adds
+// The rungs under the gateway's ingest, for the ladder of `scripts/bench ingest`: each adds
 // one piece of the real ingest on the same HTTP server, so the benchmark shows what
 // every piece costs in the same sitting (the ladder of docs/BENCHMARKS.md, as in the
 // design notes' measured facts).
@@ -93,4 +93,8 @@ for signo in [SIGTERM, SIGINT] {
     }
 }
 loop.run()
-writer?.shutdown()
+if let writer {
+    // The statement is finalized on the writer thread, before the connection closes.
+    _ = try? writer.performAndWait { _ in Ladder.prepared = nil }
+    writer.shutdown()
+}
