@@ -37,8 +37,9 @@ struct CommitGatherer {
 
     /// Asked when the writer wakes for waiting operations at `now`.
     func shouldGather(now: UInt64) -> Bool {
-        guard windowNanos > 0, let lastTake, now >= lastTake, now >= lastActivity else { return false }
-        guard now - max(lastTake, lastActivity) <= windowNanos * Self.quietWindows else { return false }
+        // `lastActivity` is never before `lastTake` (a take is activity too).
+        guard windowNanos > 0, let lastTake, now >= lastActivity else { return false }
+        guard now - lastActivity <= windowNanos * Self.quietWindows else { return false }
         let current = rate * exp(-Double(now - lastTake) / tau)
         return current * Double(windowNanos) >= minimumExpected
     }
